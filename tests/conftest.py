@@ -1,0 +1,53 @@
+"""Shared offline fixtures: a trained BPE tokenizer, tiny LMs of each family and a tiny open_clip ViT."""
+
+import os
+
+import pytest
+
+from recipe import offline
+
+WORDS = ["red", "green", "blue", "yellow", "circle", "square", "triangle", "a", "photo", "of", "the", "on",
+         "big", "small", "left", "right", "image", "shows", "and", "with", "text", "document", "sentence"]
+
+
+def corpus():
+    import itertools
+    lines = []
+    for a, b, c in itertools.product(WORDS[:8], WORDS[8:16], WORDS[16:]):
+        lines.append(f"{a} {b} {c}. The {c} is {a}, {b}!")
+    return lines
+
+
+@pytest.fixture(scope="session")
+def assets_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("assets")
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(assets_dir):
+    return offline.train_tokenizer(corpus(), os.path.join(assets_dir, "tokenizer"), vocab_size=400)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tokenizer_dir):
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def lm_dir_factory(assets_dir, tokenizer):
+    """`lm_dir_factory(family)` -> path of a saved tiny LM of that family (built once per session)."""
+    cache = {}
+
+    def make(family: str) -> str:
+        if family not in cache:
+            cache[family] = offline.save_tiny_lm(family, os.path.join(assets_dir, f"lm-{family}"), len(tokenizer))
+        return cache[family]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def vision_name(assets_dir):
+    """Name of a registered tiny open_clip ViT (32 px images, 16 patch tokens of width 64)."""
+    return offline.register_tiny_vision(os.path.join(assets_dir, "vision"))
