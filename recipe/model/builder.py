@@ -1,0 +1,81 @@
+"""`build_flamingo`: the factory train.py calls with flat, typed arguments from YAML."""
+
+from __future__ import annotations
+
+import torch
+
+from recipe.model.embeddings import add_token_embeddings
+from recipe.model.flamingo import Flamingo
+from recipe.model.vision import VisionEncoder, load_open_clip_visual
+from recipe.tokens import END_OF_CHUNK, IMAGE, PAD
+
+
+def add_special_tokens(tokenizer) -> int:
+    """Add `<|endofchunk|>`, `<image>` (and `<PAD>` if there is no pad token), in that order, as the
+    reference does. Returns the base vocabulary size (the first id an added token can get)."""
+    base_vocab_size = len(tokenizer)
+    tokenizer.add_special_tokens({"additional_special_tokens": [END_OF_CHUNK, IMAGE]})
+    if tokenizer.pad_token is None:
+        tokenizer.add_special_tokens({"pad_token": PAD})
+    return base_vocab_size
+
+
+def _resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    resolved = getattr(torch, dtype, None)
+    if not isinstance(resolved, torch.dtype):
+        raise ValueError(f"unknown dtype {dtype!r} (use e.g. 'float32', 'bfloat16')")
+    return resolved
+
+
+def _load_lm(lm_path: str, attn_implementation: str | None, dtype: torch.dtype | None, trust_remote_code: bool):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(lm_path, trust_remote_code=trust_remote_code)
+    if attn_implementation == "sdpa":
+        # MPT and GPT-J have no SDPA path in transformers; they run their eager attention.
+        model_cls = AutoModelForCausalLM._model_mapping.get(type(config), None)
+        if model_cls is not None and not getattr(model_cls, "_supports_sdpa", False):
+            attn_implementation = "eager"
+    return AutoModelForCausalLM.from_pretrained(lm_path, config=config, trust_remote_code=trust_remote_code,
+                                                attn_implementation=attn_implementation, torch_dtype=dtype)
+
+
+def build_flamingo(vision_name: str, vision_pretrained: str | None = None, lm_path: str | None = None,
+                   tokenizer_path: str | None = None, cross_attn_every_n_layers: int = 1,
+                   decoder_layers_attr: str | None = None, freeze_new_embeddings: bool = False,
+                   lm_attn_implementation: str | None = "sdpa", vision_final_ln: bool = False,
+                   lm_dtype: str | torch.dtype | None = None, trust_remote_code: bool = False):
+    """Build (model, tokenizer, image_transform).
+
+    vision_name / vision_pretrained: open_clip model name (or one registered with
+    `open_clip.add_model_config`) and pretrained tag (None = random init). lm_path / tokenizer_path: HF
+    causal LM and its tokenizer (tokenizer_path defaults to lm_path). lm_attn_implementation: 'sdpa'
+    falls back to 'eager' for LMs without an SDPA path. lm_dtype: dtype of the frozen LM weights (None =
+    as saved; the trainable parts stay float32). image_transform is open_clip's validation transform.
+
+    Only the Perceiver, the gated cross-attention blocks and (unless `freeze_new_embeddings`) the
+    added-token rows are trainable.
+    """
+    if not lm_path:
+        raise ValueError("build_flamingo needs lm_path")
+    from transformers import AutoTokenizer
+
+    visual, image_transform, _ = load_open_clip_visual(vision_name, vision_pretrained)
+    vision = VisionEncoder(visual, final_ln=vision_final_ln)
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or lm_path, trust_remote_code=trust_remote_code)
+    base_vocab_size = add_special_tokens(tokenizer)
+    lm = _load_lm(lm_path, lm_attn_implementation, _resolve_dtype(lm_dtype), trust_remote_code)
+    rows = lm.get_input_embeddings().num_embeddings
+    if rows < base_vocab_size:
+        raise ValueError(f"tokenizer has {base_vocab_size} tokens but the LM embedding only {rows} rows")
+    lm.requires_grad_(False)
+    add_token_embeddings(lm, base_vocab_size, len(tokenizer) - base_vocab_size, freeze=freeze_new_embeddings)
+    lm.generation_config.pad_token_id = tokenizer.pad_token_id
+
+    model = Flamingo(vision, lm, media_token_id=tokenizer.convert_tokens_to_ids(IMAGE),
+                     eoc_token_id=tokenizer.convert_tokens_to_ids(END_OF_CHUNK),
+                     cross_attn_every_n_layers=cross_attn_every_n_layers, decoder_layers_attr=decoder_layers_attr)
+    return model, tokenizer, image_transform

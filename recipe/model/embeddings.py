@@ -1,0 +1,97 @@
+"""Trainable rows for the added special tokens, next to the LM's frozen embedding and output head.
+
+The LM's input embedding and output head are replaced by modules that own the original (frozen)
+module plus a small parameter for the ids >= `base_vocab_size`, so training `<image>` / `<|endofchunk|>`
+never needs a gradient (or optimizer state) over the full vocabulary. Tied LMs tie the new rows too
+(one Parameter used by both modules, as HF ties the original matrix); untied LMs get separate trainable
+output rows. New rows start at the mean of the existing rows (input and, when untied, output) and are
+kept in float32 whatever the LM's dtype.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _mean_rows(weight: torch.Tensor, base_vocab_size: int, num_new: int) -> nn.Parameter:
+    mean = weight[:base_vocab_size].detach().float().mean(dim=0)
+    return nn.Parameter(mean.expand(num_new, -1).clone())  # float32 even under a low-precision LM
+
+
+class AddedTokenEmbedding(nn.Module):
+    """Input embedding: ids < base_vocab_size -> the original embedding, ids >= it -> `new_token_weight`."""
+
+    def __init__(self, base: nn.Embedding, base_vocab_size: int, num_new_tokens: int):
+        super().__init__()
+        if base.num_embeddings < base_vocab_size:
+            raise ValueError(f"embedding has {base.num_embeddings} rows < base vocab {base_vocab_size}")
+        self.base = base
+        self.base_vocab_size = base_vocab_size
+        self.new_token_weight = _mean_rows(base.weight, base_vocab_size, num_new_tokens)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The original matrix (read-only view for code that inspects dtype/device)."""
+        return self.base.weight
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.base.embedding_dim
+
+    @property
+    def num_embeddings(self) -> int:
+        return self.base_vocab_size + self.new_token_weight.shape[0]
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        is_new = input_ids >= self.base_vocab_size
+        out = self.base(input_ids.masked_fill(is_new, 0))
+        new = F.embedding((input_ids - self.base_vocab_size).clamp(min=0), self.new_token_weight)
+        return torch.where(is_new.unsqueeze(-1), new.to(out.dtype), out)
+
+
+class AddedTokenHead(nn.Module):
+    """Output head: logits over base_vocab_size + num_new ids; the original head's rows beyond the base
+    vocab (padding rows, e.g. MPT's 50432) are dropped."""
+
+    def __init__(self, base: nn.Linear, base_vocab_size: int, num_new_tokens: int,
+                 tied_weight: nn.Parameter | None = None):
+        super().__init__()
+        self.base = base
+        self.base_vocab_size = base_vocab_size
+        self.tied = tied_weight is not None
+        self.new_token_weight = tied_weight if self.tied else _mean_rows(base.weight, base_vocab_size, num_new_tokens)
+        self.new_token_bias = None
+        if base.bias is not None:
+            mean = base.bias[:base_vocab_size].detach().float().mean()
+            self.new_token_bias = nn.Parameter(mean.expand(num_new_tokens).clone())
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.base.weight
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        logits = self.base(hidden_states)[..., : self.base_vocab_size]
+        bias = None if self.new_token_bias is None else self.new_token_bias.to(logits.dtype)
+        new = F.linear(hidden_states.to(logits.dtype), self.new_token_weight.to(logits.dtype), bias)
+        return torch.cat((logits, new), dim=-1)
+
+
+def add_token_embeddings(lm: nn.Module, base_vocab_size: int, num_new_tokens: int,
+                         freeze: bool = False) -> tuple[AddedTokenEmbedding, AddedTokenHead]:
+    """Install `AddedTokenEmbedding` / `AddedTokenHead` on a HF causal LM (in place)."""
+    emb, head = lm.get_input_embeddings(), lm.get_output_embeddings()
+    if head is None:
+        raise ValueError(f"{type(lm).__name__} has no output embeddings (get_output_embeddings() is None)")
+    tied = head.weight is emb.weight
+    new_emb = AddedTokenEmbedding(emb, base_vocab_size, num_new_tokens)
+    new_head = AddedTokenHead(head, base_vocab_size, num_new_tokens,
+                              tied_weight=new_emb.new_token_weight if tied else None)
+    lm.set_input_embeddings(new_emb)
+    lm.set_output_embeddings(new_head)
+    lm.config.vocab_size = base_vocab_size + num_new_tokens
+    for p in (new_emb.new_token_weight, new_head.new_token_weight, new_head.new_token_bias):
+        if p is not None:
+            p.requires_grad_(not freeze)
+    return new_emb, new_head

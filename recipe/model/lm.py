@@ -1,0 +1,139 @@
+"""Insert gated cross-attention into a Hugging Face causal LM by composition.
+
+Each decoder layer in the LM's layer `ModuleList` is replaced, in place, by a `FlamingoLayer` that owns
+its optional `GatedCrossAttentionBlock` and the original layer. The image conditioning reaches the
+blocks as call arguments, read from a `MediaConditioning` holder that a forward pre-hook on the LM fills
+once per LM call (so HF `generate`, which calls the LM directly, is covered too).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from recipe.model.cross_attention import GatedCrossAttentionBlock, media_attention_mask
+
+
+def find_decoder_layers(lm: nn.Module, attr: str | None = None) -> str:
+    """Dotted path of the LM's decoder-layer ModuleList (e.g. `model.layers`, `transformer.h`).
+
+    Without `attr`: the longest ModuleList of same-typed modules, preferring the LM's
+    `_no_split_modules` classes (HF's own name for its decoder blocks).
+    """
+    if attr is not None:
+        layers = lm.get_submodule(attr)
+        if not isinstance(layers, nn.ModuleList):
+            raise ValueError(f"{attr!r} of {type(lm).__name__} is a {type(layers).__name__}, not a ModuleList")
+        return attr
+    block_names = set(getattr(lm, "_no_split_modules", None) or ())
+    best, best_key = None, None
+    for name, module in lm.named_modules():
+        if not isinstance(module, nn.ModuleList) or len(module) == 0:
+            continue
+        types = {type(m) for m in module}
+        if len(types) != 1:
+            continue
+        if types == {FlamingoLayer}:
+            raise ValueError(f"{type(lm).__name__} already has Flamingo layers at {name!r}")
+        key = (next(iter(types)).__name__ in block_names, len(module), -name.count("."))
+        if best_key is None or key > best_key:
+            best, best_key = name, key
+    if best is None:
+        raise ValueError(f"no decoder-layer ModuleList found in {type(lm).__name__}; pass decoder_layers_attr")
+    return best
+
+
+class MediaConditioning:
+    """Plain-Python state shared by `Flamingo` and its `FlamingoLayer`s for the duration of one call.
+
+    Registered as a forward pre-hook on the LM: from the call's `input_ids` it derives which image each
+    token attends to (`cumsum(<image>)`: the latest preceding image, 0 before the first) and builds the
+    cross-attention mask once for all blocks. While generating with a KV cache, a step without any
+    `<image>` token attends to the last image of the prompt (OpenFlamingo's semantics).
+    """
+
+    def __init__(self, media_token_id: int):
+        self.media_token_id = media_token_id
+        self.clear()
+
+    def clear(self) -> None:
+        self.latents = None          # (B, T, n, d) Perceiver output per image slot
+        self.generating = False
+        self.last_media_index = None  # (B,) media index of the prompt's last token, for cached decoding
+        self.media = self.mask = self.has_media = None
+
+    def set_latents(self, latents: torch.Tensor, generating: bool = False) -> None:
+        self.clear()
+        self.latents = latents
+        self.generating = generating
+
+    def __call__(self, module: nn.Module, args: tuple, kwargs: dict):
+        if self.latents is None:
+            return None
+        input_ids = kwargs.get("input_ids", args[0] if args else None)
+        if input_ids is None:
+            raise ValueError("Flamingo needs input_ids (not inputs_embeds) to locate <image> tokens")
+        rows, latents = input_ids.shape[0], self.latents
+        if latents.shape[0] != rows:
+            # HF generate expands each prompt into beams / return sequences with repeat_interleave.
+            if rows % latents.shape[0]:
+                raise ValueError(f"batch of {rows} token rows does not match {latents.shape[0]} image rows")
+            latents = self.latents = latents.repeat_interleave(rows // latents.shape[0], dim=0)
+        is_media = input_ids == self.media_token_id
+        if self.generating and self.last_media_index is not None and not is_media.any():
+            media_index = self.last_media_index.unsqueeze(1).expand_as(input_ids)
+        else:
+            media_index = is_media.cumsum(dim=1)
+            if self.generating:
+                self.last_media_index = media_index[:, -1]
+        num_media, per_media = latents.shape[1], latents.shape[2]
+        self.media = latents.flatten(1, 2)
+        self.mask, self.has_media = media_attention_mask(media_index, num_media, per_media)
+        return None
+
+
+class FlamingoLayer(nn.Module):
+    """Runs the (optional) gated cross-attention block, then the original decoder layer with the LM's
+    own arguments untouched. Attributes the LM reads off its layers (e.g. Qwen2's `attention_type`)
+    resolve to the original layer."""
+
+    def __init__(self, decoder_layer: nn.Module, gated_cross_attn_layer: GatedCrossAttentionBlock | None,
+                 conditioning: MediaConditioning):
+        super().__init__()
+        self.gated_cross_attn_layer = gated_cross_attn_layer
+        self.decoder_layer = decoder_layer
+        self.conditioning = conditioning
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(super().__getattr__("decoder_layer"), name)
+
+    def forward(self, hidden_states: torch.Tensor, *args, **kwargs):
+        if self.gated_cross_attn_layer is not None:
+            c = self.conditioning
+            if c.media is None:
+                raise RuntimeError("cross-attention layer called without media; call it through Flamingo")
+            hidden_states = self.gated_cross_attn_layer(hidden_states, c.media, c.mask, c.has_media)
+        return self.decoder_layer(hidden_states, *args, **kwargs)
+
+
+def insert_cross_attention(lm: nn.Module, conditioning: MediaConditioning, dim_visual: int,
+                           cross_attn_every_n_layers: int = 1, decoder_layers_attr: str | None = None,
+                           **block_kwargs) -> tuple[str, list[nn.Module], list[GatedCrossAttentionBlock]]:
+    """Wrap every decoder layer of `lm` in a `FlamingoLayer`; a block goes before layer i when
+    (i + 1) % cross_attn_every_n_layers == 0. Returns (layers path, original layers, blocks)."""
+    if cross_attn_every_n_layers < 1:
+        raise ValueError("cross_attn_every_n_layers must be >= 1")
+    path = find_decoder_layers(lm, decoder_layers_attr)
+    layers = lm.get_submodule(path)
+    dim = lm.config.hidden_size
+    originals, blocks = list(layers), []
+    for i, layer in enumerate(originals):
+        block = None
+        if (i + 1) % cross_attn_every_n_layers == 0:
+            block = GatedCrossAttentionBlock(dim, dim_visual, **block_kwargs)
+            blocks.append(block)
+        layers[i] = FlamingoLayer(layer, block, conditioning)
+    return path, originals, blocks
