@@ -1,0 +1,772 @@
+"""Shared machinery of the `convert/*_to_mds.py` scripts.
+
+One *unit* of work is one input file. A unit is converted by one process with one `MDSWriter` into a
+staging folder, then published under `<output>/parts/<unit id>/` with a `_unit.json` marker (its counts,
+keys and MDS index) that is written last: a local unit is renamed into place atomically, a remote unit's
+marker is uploaded after its shards. A rerun skips published units whose settings match and redoes the
+rest. Keys duplicated across units are resolved in input order (the first occurrence wins) by
+re-converting the later unit with those keys excluded. The root `conversion_report.json` and then the
+root `index.json` are written last, so an output root without `index.json` is incomplete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import dataclasses
+import fnmatch
+import glob
+import hashlib
+import io
+import json
+import math
+import multiprocessing as mp
+import os
+import queue
+import re
+import shutil
+import signal
+import sys
+import tarfile
+import tempfile
+import time
+import traceback
+import urllib.parse
+import warnings
+import zlib
+from collections import Counter
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator, Optional
+
+from braceexpand import braceexpand
+
+PAIRS_COLUMNS = {
+    "key": "str", "image": "bytes", "caption": "str", "url": "str",
+    "width": "int32", "height": "int32", "similarity": "float64",
+}
+INTERLEAVED_COLUMNS = {
+    "key": "str", "kind": "str", "url": "str", "texts": "json", "images": "bytes",
+    "image_sizes": "json", "image_meta": "json", "similarity": "json",
+}
+MARKER = "_unit.json"
+REPORT = "conversion_report.json"
+INDEX = "index.json"
+DEFAULT_SHARD_SIZE = 1 << 26
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485  # PIL's own default: ~0.25 GiB of RGBA
+# Test hook: pause (signal.pause, no polling) after writing this many samples of any unit but the first, so
+# tests can SIGKILL a converter mid-unit at a known point. Unset in normal use.
+_PAUSE_ENV = "FLAMINGO_CONVERT_TEST_PAUSE_AFTER"
+_PROGRESS_EVERY = 64
+
+
+class Reject(Exception):
+    """A record (or an image of a record) is unusable; `reason` is a short snake_case code for the report."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+# ----------------------------------------------------------------------------------------------- validation
+
+@dataclasses.dataclass(frozen=True)
+class ImageInfo:
+    width: int
+    height: int
+    format: str
+
+
+def validate_image(data: Optional[bytes], max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> ImageInfo:
+    """Fully decode `data`; raise `Reject` with the reason when it is no usable image."""
+    from PIL import Image, UnidentifiedImageError
+
+    if data is None:
+        raise Reject("image_missing")
+    if len(data) == 0:
+        raise Reject("image_empty")
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    with warnings.catch_warnings():
+        # PIL only warns between max_pixels and 2x max_pixels; treat every bomb alike.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                fmt = img.format or ""
+                img.load()  # raises on truncated / corrupt data, which open() alone does not read
+                return ImageInfo(int(img.width), int(img.height), fmt)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise Reject("image_too_large", str(e)) from None
+        except UnidentifiedImageError:
+            raise Reject("image_not_an_image") from None
+        except (OSError, SyntaxError, ValueError, EOFError) as e:
+            raise Reject("image_corrupt", str(e)) from None
+
+
+def decode_utf8_text(data: Optional[bytes], what: str) -> str:
+    """Strict UTF-8 decode of a caption/text member; stripped, non-empty."""
+    if data is None:
+        raise Reject(f"{what}_missing")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Reject(f"{what}_not_utf8") from None
+    return check_text(text, what)
+
+
+def check_text(text: Any, what: str) -> str:
+    if text is None:
+        raise Reject(f"{what}_missing")
+    if not isinstance(text, str):
+        raise Reject(f"{what}_invalid", f"not a string: {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates from JSON escapes
+        raise Reject(f"{what}_not_utf8") from None
+    text = text.strip()
+    if not text:
+        raise Reject(f"{what}_empty")
+    return text
+
+
+def decode_base64_image(value: Any) -> bytes:
+    """Base64 image string as stored by OpenFlamingo's converters, including the Python bytes repr
+    `"b'/9j/...'"` some of them wrote (OpenFlamingo#198)."""
+    if not isinstance(value, str) or not value:
+        raise Reject("image_missing")
+    if len(value) >= 3 and value[0] == "b" and value[1] in "'\"" and value[-1] == value[1]:
+        value = value[2:-1]
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise Reject("image_base64_invalid") from None
+
+
+def fixed_document(segments: list[str], images: list[Optional[tuple[bytes, ImageInfo, dict]]]) -> tuple[list[str], list[tuple[bytes, ImageInfo, dict]]]:
+    """Drop unusable images of a fixed-position document, merging the text segments around each dropped one.
+
+    `segments` has len(images) + 1 entries; image k sits between segments[k] and segments[k + 1]. Returns
+    (texts, kept) where kept image j is placed before texts[kept[j][2]["matched_text_index"]].
+    """
+    assert len(segments) == len(images) + 1
+    texts = [segments[0]]
+    kept = []
+    for image, segment in zip(images, segments[1:]):
+        if image is None:
+            texts[-1] += segment
+        else:
+            data, info, meta = image
+            kept.append((data, info, {**meta, "matched_text_index": len(texts)}))
+            texts.append(segment)
+    return texts, kept
+
+
+def interleaved_sample(key: str, kind: str, url: str, texts: list[str], images: list[tuple[bytes, ImageInfo, dict]],
+                       similarity: list) -> dict:
+    """One row of the `interleaved` MDS schema (DESIGN.md)."""
+    meta = []
+    for data, info, m in images:
+        meta.append({
+            "matched_text_index": int(m["matched_text_index"]),
+            "matched_sim": m.get("matched_sim"),
+            "image_name": m.get("image_name") or "",
+            "raw_url": m.get("raw_url") or "",
+            "width": info.width,
+            "height": info.height,
+        })
+    return {
+        "key": key, "kind": kind, "url": url or "", "texts": texts,
+        "images": b"".join(d for d, _, _ in images), "image_sizes": [len(d) for d, _, _ in images],
+        "image_meta": meta, "similarity": similarity,
+    }
+
+
+def finite_or_none(x: Any) -> Optional[float]:
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        return None
+    return float(x)
+
+
+# ------------------------------------------------------------------------------------------- archive readers
+
+def tar_groups(path: str) -> Iterator[tuple[str, dict[str, bytes], Optional[str]]]:
+    """Stream a WebDataset tar as (key, {extension: bytes}, problem) groups without touching the filesystem.
+
+    The key is the member path up to the first dot of its basename (WebDataset's rule); a repeated extension
+    starts a new group with the same key (the caller rejects it as a duplicate). A broken archive ends with
+    its last group flagged "input_truncated" (it may be incomplete) and a ("", {}, reason) entry.
+    """
+    try:
+        tf = tarfile.open(path, mode="r|*")
+    except (tarfile.TarError, OSError, EOFError):
+        yield "", {}, "input_unreadable"
+        return
+    key, group = None, {}
+    try:
+        with tf:
+            for member in tf:
+                if not member.isfile():
+                    continue
+                dirname, base = os.path.split(member.name)
+                if "." not in base:
+                    continue
+                stem, ext = base.split(".", 1)
+                member_key = f"{dirname}/{stem}" if dirname else stem
+                ext = ext.lower()
+                if member_key != key or ext in group:
+                    if key is not None:
+                        yield key, group, None
+                    key, group = member_key, {}
+                f = tf.extractfile(member)
+                group[ext] = f.read() if f is not None else b""
+    except (tarfile.TarError, OSError, EOFError, zlib.error):
+        if key is not None:
+            yield key, group, "input_truncated"
+        yield "", {}, "input_truncated"
+        return
+    if key is not None:
+        yield key, group, None
+
+
+def iter_json_lines(path: str) -> Iterator[tuple[int, Any, Optional[str]]]:
+    """(line number, parsed object, problem) for a .jsonl or .jsonl.zip file (every member of the zip, in name
+    order, numbered on). Blank lines are skipped; a malformed one comes back with problem "json_malformed",
+    a broken archive with (n, None, "input_truncated"/"input_unreadable")."""
+    import zipfile
+
+    n = 0
+
+    def parse(f: Any) -> Iterator[tuple[int, Any, Optional[str]]]:
+        nonlocal n
+        for raw in f:
+            n += 1
+            if not raw.strip():
+                continue
+            try:
+                yield n - 1, json.loads(raw.decode("utf-8")), None
+            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+                yield n - 1, None, "json_malformed"
+
+    if not path.endswith(".zip"):
+        with open(path, "rb") as f:
+            yield from parse(f)
+        return
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError):
+        yield 0, None, "input_unreadable"
+        return
+    with zf:
+        for name in sorted(zf.namelist()):
+            if name.endswith("/"):
+                continue
+            try:
+                with zf.open(name) as f:
+                    yield from parse(f)
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error):
+                yield n, None, "input_truncated"
+
+
+# ----------------------------------------------------------------------------------------- storage locations
+
+def is_remote(url: str) -> bool:
+    return "://" in url and not url.startswith("file://")
+
+
+def _local(url: str) -> str:
+    return url[len("file://"):] if url.startswith("file://") else url
+
+
+def _s3():
+    import boto3
+    return boto3.session.Session().client("s3", endpoint_url=os.environ.get("S3_ENDPOINT_URL") or None)
+
+
+def _split_s3(url: str) -> tuple[str, str]:
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme != "s3":
+        raise ValueError(f"unsupported object store scheme in {url!r}: only local paths and s3:// are supported")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def s3_list(url: str) -> list[str]:
+    """Every object URL under the s3:// prefix `url`."""
+    bucket, prefix = _split_s3(url)
+    out = []
+    for page in _s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        out += [f"s3://{bucket}/{o['Key']}" for o in page.get("Contents", [])]
+    return out
+
+
+class Output:
+    """The output root: a local folder or an s3:// prefix (S3_ENDPOINT_URL selects S3-compatible stores)."""
+
+    def __init__(self, url: str):
+        self.url = url.rstrip("/")
+        self.remote = is_remote(self.url)
+        if self.remote:
+            _split_s3(self.url)
+        else:
+            self.url = os.path.abspath(_local(self.url))
+
+    def join(self, *parts: str) -> str:
+        return "/".join([self.url, *parts]) if self.remote else os.path.join(self.url, *parts)
+
+    def read_json(self, rel: str) -> Optional[dict]:
+        if not self.remote:
+            path = self.join(rel)
+            if not os.path.exists(path):
+                return None
+            with open(path) as f:
+                return json.load(f)
+        bucket, key = _split_s3(self.join(rel))
+        s3 = _s3()
+        try:
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except s3.exceptions.NoSuchKey:
+            return None
+        return json.loads(body)
+
+    def write_json(self, rel: str, obj: Any) -> None:
+        data = json.dumps(obj, indent=1, sort_keys=True).encode()
+        if self.remote:
+            bucket, key = _split_s3(self.join(rel))
+            _s3().put_object(Bucket=bucket, Key=key, Body=data)
+            return
+        path = self.join(rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    def remove(self, rel: str) -> None:
+        if self.remote:
+            bucket, key = _split_s3(self.join(rel))
+            _s3().delete_object(Bucket=bucket, Key=key)
+        elif os.path.exists(self.join(rel)):
+            os.remove(self.join(rel))
+
+    def done_units(self) -> set[str]:
+        """Unit ids whose marker is published."""
+        if self.remote:
+            prefix = self.join("parts") + "/"
+            return {u[len(prefix):-len(MARKER) - 1] for u in s3_list(prefix) if u.endswith("/" + MARKER)}
+        parts = self.join("parts")
+        if not os.path.isdir(parts):
+            return set()
+        return {d for d in os.listdir(parts) if not d.startswith(".") and os.path.exists(os.path.join(parts, d, MARKER))}
+
+    def publish(self, staged: str, unit: str) -> None:
+        """Move a finished staged unit folder (marker included) to parts/<unit>, the marker last."""
+        if self.remote:
+            bucket, prefix = _split_s3(self.join("parts", unit))
+            s3 = _s3()
+            names = sorted(os.listdir(staged), key=lambda n: n == MARKER)
+            for name in names:
+                s3.upload_file(os.path.join(staged, name), bucket, f"{prefix}/{name}")
+            shutil.rmtree(staged)
+            return
+        final = self.join("parts", unit)
+        if os.path.exists(final):
+            shutil.rmtree(final)
+        os.rename(staged, final)
+        _fsync_dir(os.path.dirname(final))
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ------------------------------------------------------------------------------------------------- inputs
+
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+def expand_inputs(patterns: Iterable[str], suffixes: tuple[str, ...]) -> list[str]:
+    """Input files from paths, directories (recursive), globs and brace patterns, local or s3://.
+
+    Order: patterns as given, each one's matches sorted; duplicates removed. Raises FileNotFoundError with a
+    one-line message for a pattern that matches nothing.
+    """
+    out: list[str] = []
+    for pattern in patterns:
+        for item in braceexpand(pattern):
+            matches = _expand_one(item, suffixes)
+            if not matches:
+                raise FileNotFoundError(f"no input files match {item!r} (looked for {', '.join(suffixes)})")
+            out += matches
+    return list(dict.fromkeys(out))
+
+
+def _expand_one(item: str, suffixes: tuple[str, ...]) -> list[str]:
+    if is_remote(item):
+        glob_at = _GLOB_CHARS.search(item)
+        if glob_at:
+            listing = s3_list(item[:glob_at.start()])
+            return sorted(u for u in listing if fnmatch.fnmatchcase(u, item))
+        if item.endswith(suffixes):
+            return [item]
+        return sorted(u for u in s3_list(item.rstrip("/") + "/") if u.endswith(suffixes))
+    item = _local(item)
+    if _GLOB_CHARS.search(item):
+        return sorted(os.path.abspath(p) for p in glob.glob(item, recursive=True) if os.path.isfile(p))
+    if os.path.isdir(item):
+        found = []
+        for root, dirs, files in os.walk(item):
+            dirs.sort()
+            found += [os.path.join(root, f) for f in files if f.endswith(suffixes)]
+        return sorted(os.path.abspath(p) for p in found)
+    return [os.path.abspath(item)] if os.path.isfile(item) else []
+
+
+@contextmanager
+def local_copy(url: str) -> Iterator[str]:
+    """A local path for an input: the path itself, or a temporary download of an s3:// object."""
+    if not is_remote(url):
+        yield _local(url)
+        return
+    bucket, key = _split_s3(url)
+    fd, path = tempfile.mkstemp(prefix="convert-in-", suffix="-" + os.path.basename(key))
+    os.close(fd)
+    try:
+        _s3().download_file(bucket, key, path)
+        yield path
+    finally:
+        os.remove(path)
+
+
+def unit_id(url: str) -> str:
+    """Stable, filesystem-safe id of an input file: its sanitized basename plus a hash of the full URL."""
+    base = re.sub(r"[^A-Za-z0-9._-]", "_", url.rstrip("/").rsplit("/", 1)[-1])[:80]
+    return f"{base}-{hashlib.sha1(url.encode()).hexdigest()[:10]}"
+
+
+# ----------------------------------------------------------------------------------------- units of work
+
+@dataclasses.dataclass
+class UnitStats:
+    records_read: int = 0
+    written: int = 0
+    rejected: Counter = dataclasses.field(default_factory=Counter)
+    images_dropped: Counter = dataclasses.field(default_factory=Counter)
+    input_errors: Counter = dataclasses.field(default_factory=Counter)
+
+    def reject(self, reason: str) -> None:
+        self.rejected[reason] += 1
+
+    def drop_image(self, reason: str) -> None:
+        self.images_dropped[reason] += 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """What a converter script contributes: its schema, its input types and a record reader.
+
+    `read(path, url, options, stats)` yields MDS sample dicts (each with a "key") for one input file, calling
+    `stats.reject(reason)` for every record it drops and incrementing `stats.records_read` per record.
+    """
+    name: str
+    columns: dict[str, str]
+    suffixes: tuple[str, ...]
+    read: Callable[[str, str, dict, UnitStats], Iterator[dict]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    spec_module: str          # module defining SPEC, importable in worker processes
+    output: str
+    staging: str
+    shard_size: int
+    compression: Optional[str]
+    options: dict
+
+
+def _fingerprint(job: Job, cap: Optional[int], exclude: set[str]) -> str:
+    blob = json.dumps([job.spec_module, job.shard_size, job.compression, job.options, cap, sorted(exclude)],
+                      sort_keys=True)
+    return hashlib.sha1(blob.encode()).hexdigest()
+
+
+def _load_spec(module: str) -> Spec:
+    import importlib
+    return importlib.import_module(module).SPEC
+
+
+def convert_unit(job: Job, url: str, cap: Optional[int], exclude: set[str], unit_index: int,
+                 progress: Callable[[int], None]) -> dict:
+    """Convert one input file into a published unit and return its marker."""
+    from streaming import MDSWriter
+
+    spec = _load_spec(job.spec_module)
+    unit = unit_id(url)
+    staged = os.path.join(job.staging, f".{unit}.tmp")
+    if os.path.exists(staged):
+        shutil.rmtree(staged)
+    stats = UnitStats()
+    keys: list[str] = []
+    seen: set[str] = set()
+    pause_after = int(os.environ.get(_PAUSE_ENV, "0") or 0)
+    pending = 0
+    with local_copy(url) as path, MDSWriter(out=staged, columns=spec.columns, size_limit=job.shard_size,
+                                            compression=job.compression) as writer:
+        for sample in spec.read(path, url, job.options, stats):
+            key = sample["key"]
+            if key in seen or key in exclude:
+                stats.reject("duplicate_key")
+                continue
+            seen.add(key)
+            writer.write(sample)
+            keys.append(key)
+            stats.written += 1
+            pending += 1
+            if pending >= _PROGRESS_EVERY:
+                progress(pending)
+                pending = 0
+            if cap is not None and stats.written >= cap:
+                break
+            if pause_after and unit_index > 0 and stats.written == pause_after:
+                print(f"convert: test pause in unit {unit}", file=sys.stderr, flush=True)
+                signal.pause()
+    progress(pending)
+    with open(os.path.join(staged, INDEX)) as f:
+        index = json.load(f)
+    marker = {
+        "unit": unit, "input": url, "fingerprint": _fingerprint(job, cap, exclude), "cap": cap,
+        "excluded": sorted(exclude), "records_read": stats.records_read, "written": stats.written,
+        "rejected": dict(stats.rejected), "images_dropped": dict(stats.images_dropped),
+        "input_errors": dict(stats.input_errors), "keys": keys, "index": index,
+        "bytes": sum(s["raw_data"]["bytes"] for s in index["shards"]),
+    }
+    with open(os.path.join(staged, MARKER), "w") as f:
+        json.dump(marker, f)
+        f.flush()
+        os.fsync(f.fileno())
+    Output(job.output).publish(staged, unit)
+    return marker
+
+
+def _worker(job: Job, tasks: Any, results: Any) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    while True:
+        task = tasks.get()
+        if task is None:
+            return
+        url, index = task
+        try:
+            marker = convert_unit(job, url, None, set(), index, lambda n: results.put(("progress", n)))
+            results.put(("done", marker))
+        except Exception:
+            results.put(("error", f"{url}: {traceback.format_exc()}"))
+
+
+# ---------------------------------------------------------------------------------------------- the driver
+
+def convert(spec_module: str, inputs: Iterable[str], output: str, *, workers: int = 1,
+            shard_size: int | str = DEFAULT_SHARD_SIZE, max_samples: Optional[int] = None,
+            compression: Optional[str] = None, staging_dir: Optional[str] = None,
+            options: Optional[dict] = None, progress_bar: bool = True) -> dict:
+    """Convert `inputs` into one MDS dataset at `output` and return the conversion report.
+
+    Resumable: published units with matching settings are reused. With `max_samples`, units are converted
+    in input order in this process, each capped at what is still missing, so the subset is deterministic.
+    """
+    from streaming.base.util import bytes_to_int
+    from tqdm import tqdm
+
+    start = time.time()
+    spec = _load_spec(spec_module)
+    options = dict(options or {})
+    urls = expand_inputs(list(inputs), spec.suffixes)
+    out = Output(output)
+    if out.remote:
+        staging = staging_dir or tempfile.mkdtemp(prefix="convert-staging-")
+    else:
+        staging = os.path.join(out.url, "parts")
+        if os.path.isdir(staging):  # leftovers of a killed run
+            for d in os.listdir(staging):
+                if d.startswith("."):
+                    shutil.rmtree(os.path.join(staging, d))
+    os.makedirs(staging, exist_ok=True)
+    # The run is changing the output: it must not look complete until the new index is written.
+    out.remove(INDEX)
+    job = Job(spec_module, output if out.remote else out.url, staging, bytes_to_int(shard_size), compression,
+              options)
+    done = out.done_units()
+    markers: dict[str, dict] = {}
+    for url in urls:
+        unit = unit_id(url)
+        if unit in done:
+            marker = out.read_json(f"parts/{unit}/{MARKER}")
+            if marker is not None and marker.get("input") == url:
+                markers[url] = marker
+    reused = set(markers)
+    bar = tqdm(desc=f"convert {spec.name}", unit=" samples", disable=not progress_bar, smoothing=0.1,
+               dynamic_ncols=True, file=sys.stderr)
+    if max_samples is None:
+        todo = [(i, u) for i, u in enumerate(urls) if u not in markers or markers[u]["fingerprint"]
+                != _fingerprint(job, None, set(markers[u]["excluded"]))]
+        for marker in _run_parallel(job, todo, workers, bar):
+            markers[marker["input"]] = marker
+            reused.discard(marker["input"])
+
+    # Finalize in input order: caps for --max-samples and cross-unit duplicate keys, first occurrence wins.
+    included: list[dict] = []
+    seen: set[str] = set()
+    remaining = max_samples
+    for i, url in enumerate(urls):
+        if remaining is not None and remaining <= 0:
+            break
+        exclude = seen.intersection(markers[url]["excluded"]) if url in markers else set()
+        while True:
+            marker = markers.get(url)
+            if marker is None or marker["fingerprint"] != _fingerprint(job, remaining, exclude):
+                marker = convert_unit(job, url, remaining, exclude, i, bar.update)
+                markers[url] = marker
+                reused.discard(url)
+                print(f"convert: unit done {marker['unit']} ({marker['written']} samples)", file=sys.stderr,
+                      flush=True)
+            dup = seen.intersection(marker["keys"])
+            if not dup:
+                break
+            exclude |= dup
+        seen.update(marker["keys"])
+        included.append(marker)
+        if remaining is not None:
+            remaining -= marker["written"]
+    bar.close()
+
+    report = _report(spec, urls, included, out, job, workers, max_samples, time.time() - start, len(reused))
+    out.write_json(REPORT, report)
+    shards = []
+    for marker in included:
+        for shard in marker["index"]["shards"]:
+            shard = json.loads(json.dumps(shard))
+            for k in ("raw_data", "zip_data", "raw_meta", "zip_meta"):
+                if shard.get(k):
+                    shard[k]["basename"] = f"parts/{marker['unit']}/{shard[k]['basename']}"
+            shards.append(shard)
+    out.write_json(INDEX, {"version": 2, "shards": shards})
+    if out.remote and not staging_dir:
+        shutil.rmtree(staging, ignore_errors=True)
+    print(_summary(report), file=sys.stderr, flush=True)
+    return report
+
+
+def _run_parallel(job: Job, todo: list[tuple[int, str]], workers: int, bar: Any) -> Iterator[dict]:
+    if not todo:
+        return
+    if workers <= 1:
+        for i, url in todo:
+            marker = convert_unit(job, url, None, set(), i, bar.update)
+            print(f"convert: unit done {marker['unit']} ({marker['written']} samples)", file=sys.stderr, flush=True)
+            yield marker
+        return
+    ctx = mp.get_context("fork")
+    tasks, results = ctx.Queue(), ctx.Queue()
+    for i, url in todo:
+        tasks.put((url, i))
+    procs = [ctx.Process(target=_worker, args=(job, tasks, results), daemon=True)
+             for _ in range(min(workers, len(todo)))]
+    for p in procs:
+        tasks.put(None)
+        p.start()
+    left = len(todo)
+    try:
+        while left:
+            try:
+                kind, payload = results.get(timeout=1.0)
+            except queue.Empty:
+                if not any(p.is_alive() for p in procs) and results.empty():
+                    raise RuntimeError("all conversion workers died; rerun to resume") from None
+                continue
+            if kind == "progress":
+                bar.update(payload)
+            elif kind == "done":
+                left -= 1
+                print(f"convert: unit done {payload['unit']} ({payload['written']} samples)", file=sys.stderr,
+                      flush=True)
+                yield payload
+            else:
+                raise RuntimeError(f"conversion of {payload}")
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+            p.join()
+
+
+def _report(spec: Spec, urls: list[str], included: list[dict], out: Output, job: Job, workers: int,
+            max_samples: Optional[int], elapsed: float, reused: int) -> dict:
+    def total(field: str) -> dict:
+        c: Counter = Counter()
+        for m in included:
+            c.update(m[field])
+        return dict(sorted(c.items()))
+
+    written = sum(m["written"] for m in included)
+    return {
+        "converter": spec.name,
+        "output": out.url,
+        "columns": spec.columns,
+        "inputs": urls,
+        "inputs_read": len(included),
+        "units_reused": reused,
+        "records_read": sum(m["records_read"] for m in included),
+        "samples_written": written,
+        "rejected": total("rejected"),
+        "rejected_total": sum(sum(m["rejected"].values()) for m in included),
+        "images_dropped": total("images_dropped"),
+        "input_errors": total("input_errors"),
+        "bytes_written": sum(m["bytes"] for m in included),
+        "shards": sum(len(m["index"]["shards"]) for m in included),
+        "elapsed_s": round(elapsed, 3),
+        "samples_per_s": round(written / elapsed, 1) if elapsed > 0 else None,
+        "workers": workers,
+        "shard_size": job.shard_size,
+        "max_samples": max_samples,
+        "options": job.options,
+    }
+
+
+def _summary(r: dict) -> str:
+    rej = ", ".join(f"{k}={v}" for k, v in r["rejected"].items()) or "none"
+    return (f"convert {r['converter']}: {r['samples_written']} samples written from {r['inputs_read']} inputs "
+            f"({r['units_reused']} reused), {r['rejected_total']} rejected ({rej}), "
+            f"{r['bytes_written'] / 1e6:.1f} MB, {r['elapsed_s']:.1f}s, {r['samples_per_s']} samples/s "
+            f"-> {r['output']}")
+
+
+# --------------------------------------------------------------------------------------------------- CLI
+
+def base_parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--output", required=True,
+                   help="output root: a local folder or s3://bucket/prefix (S3_ENDPOINT_URL for S3-compatible stores)")
+    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)),
+                   help="worker processes (one input file at a time each)")
+    p.add_argument("--shard-size", default="64mb", help="MDS shard size limit (bytes, or e.g. 64mb)")
+    p.add_argument("--max-samples", type=int, default=None,
+                   help="stop after this many samples, taken from the inputs in order (single process)")
+    p.add_argument("--compression", default=None, help="MDS shard compression, e.g. zstd (none for JPEG-heavy data)")
+    p.add_argument("--max-image-pixels", type=int, default=DEFAULT_MAX_IMAGE_PIXELS,
+                   help="decompression-bomb limit: images with more pixels are rejected")
+    p.add_argument("--staging-dir", default=None, help="local scratch folder for s3:// outputs (default: a temp dir)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def run_cli(spec_module: str, args: argparse.Namespace, inputs: list[str], options: dict) -> dict:
+    try:
+        return convert(spec_module, inputs, args.output, workers=args.workers, shard_size=args.shard_size,
+                       max_samples=args.max_samples, compression=args.compression, staging_dir=args.staging_dir,
+                       options={"max_image_pixels": args.max_image_pixels, **options},
+                       progress_bar=not args.no_progress)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,129 @@
+"""Convert OpenFlamingo's ChatGPT-generated interleaved sequences to the `interleaved` MDS schema (kind=fixed).
+
+    python convert/chatgpt_to_mds.py --input /data/gpt_interleaved/*.jsonl --output /data/mds/chatgpt
+
+A sequence is a JSON object {"is_gpt": ..., "example": "... _!_IMAGE1_!_ ...", "image_map":
+{"_!_IMAGE1_!_": {"base64_image": "..."}}} in a .json file (one object or a list), a .jsonl file or a
+WebDataset .tar (`<key>.json` members). `texts` are the segments between placeholders; image k is placed
+before the segment that follows its placeholder. An unusable image is dropped and its neighbouring segments
+are joined.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Iterator, Optional
+
+from convert._common import (
+    INTERLEAVED_COLUMNS, Reject, Spec, UnitStats, base_parser, decode_base64_image, fixed_document,
+    interleaved_sample, iter_json_lines, run_cli, tar_groups, validate_image,
+)
+
+PLACEHOLDER = re.compile(r"_!_IMAGE\d+_!_")
+
+
+def chatgpt_document(doc: Any, key: str, options: dict, stats: UnitStats) -> dict:
+    if not isinstance(doc, dict):
+        raise Reject("json_malformed", "sequence is not an object")
+    text = doc.get("example")
+    if not isinstance(text, str):
+        raise Reject("text_missing")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise Reject("text_not_utf8") from None
+    if not text.strip():
+        raise Reject("text_empty")
+    image_map = doc.get("image_map")
+    if not isinstance(image_map, dict):
+        raise Reject("image_map_invalid")
+    names = PLACEHOLDER.findall(text)
+    segments = PLACEHOLDER.split(text)
+    images = []
+    for name in names:
+        try:
+            entry = image_map.get(name)
+            if not isinstance(entry, dict):
+                raise Reject("image_missing")
+            data = decode_base64_image(entry.get("base64_image"))
+            info = validate_image(data, options["max_image_pixels"])
+            raw_url = entry.get("url") or entry.get("raw_url")
+            images.append((data, info, {"image_name": name, "raw_url": raw_url if isinstance(raw_url, str) else "",
+                                        "matched_sim": None}))
+        except Reject as r:
+            stats.drop_image(r.reason)
+            images.append(None)
+    texts, kept = fixed_document(segments, images)
+    if not kept:
+        raise Reject("no_usable_image")
+    own_key = doc.get("key")
+    url = doc.get("url")
+    return interleaved_sample(own_key if isinstance(own_key, str) and own_key else key, "fixed",
+                              url if isinstance(url, str) else "", texts, kept, [])
+
+
+def _documents(path: str, url: str, stats: UnitStats) -> Iterator[tuple[Optional[str], Any, Optional[str]]]:
+    """(key, parsed object or None, problem) for every sequence of one input file; key None for a problem of
+    the file itself."""
+    stem = url.rstrip("/").rsplit("/", 1)[-1].split(".")[0]
+    if url.endswith(".tar"):
+        for key, group, problem in tar_groups(path):
+            if not key:
+                stats.input_errors[problem] += 1
+            elif problem or "json" not in group:
+                yield key, None, problem or "json_missing"
+            else:
+                try:
+                    yield key, json.loads(group["json"].decode("utf-8")), None
+                except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+                    yield key, None, "json_malformed"
+    elif url.endswith(".jsonl"):
+        for line, doc, problem in iter_json_lines(path):
+            yield (None if problem in ("input_truncated", "input_unreadable") else f"{stem}/{line}"), doc, problem
+    else:
+        try:
+            with open(path, "rb") as f:
+                obj = json.loads(f.read().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            stats.input_errors["json_malformed"] += 1
+            return
+        for i, doc in enumerate(obj if isinstance(obj, list) else [obj]):
+            yield f"{stem}/{i}", doc, None
+
+
+def read(path: str, url: str, options: dict, stats: UnitStats) -> Iterator[dict]:
+    for key, doc, problem in _documents(path, url, stats):
+        if key is None:
+            stats.input_errors[problem] += 1
+            continue
+        stats.records_read += 1
+        try:
+            if problem:
+                raise Reject(problem)
+            yield chatgpt_document(doc, key, options, stats)
+        except Reject as r:
+            stats.reject(r.reason)
+
+
+SPEC = Spec(name="chatgpt", columns=INTERLEAVED_COLUMNS, suffixes=(".json", ".jsonl", ".tar"), read=read)
+
+
+def convert_chatgpt(inputs: list[str], output: str, **kwargs: Any) -> dict:
+    """Python API: see `convert._common.convert` for the keyword arguments; returns the report."""
+    from convert._common import DEFAULT_MAX_IMAGE_PIXELS, convert
+    options = {"max_image_pixels": kwargs.pop("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS)}
+    return convert("convert.chatgpt_to_mds", inputs, output, options=options, **kwargs)
+
+
+def main(argv: Optional[list[str]] = None) -> dict:
+    p = base_parser(__doc__.splitlines()[0])
+    p.add_argument("--input", nargs="+", required=True,
+                   help=".json/.jsonl files or .tar shards of ChatGPT sequences: paths, folders, globs or {a..b} "
+                        "brace patterns (local or s3://)")
+    args = p.parse_args(argv)
+    return run_cli("convert.chatgpt_to_mds", args, args.input, {})
+
+
+if __name__ == "__main__":
+    main()

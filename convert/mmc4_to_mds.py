@@ -1,0 +1,191 @@
+"""Convert MMC4 document shards (+ downloaded images) or OpenFlamingo's MMC4 WebDataset tars to the
+`interleaved` MDS schema (kind=mmc4).
+
+    python convert/mmc4_to_mds.py --input '/data/mmc4/docs_shard_{0..23098}_v2.jsonl.zip' \
+        --image-dir /data/mmc4/images --output s3://bucket/mmc4-mds
+
+Each kept image keeps its original bytes; its row of the similarity matrix is kept with it, so the stored
+matrix is [kept images][sentences]. Documents with no usable image are rejected.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from typing import Any, Callable, Iterator, Optional
+
+from convert._common import (
+    INTERLEAVED_COLUMNS, Reject, Spec, UnitStats, base_parser, decode_base64_image, finite_or_none,
+    interleaved_sample, iter_json_lines, run_cli, tar_groups, validate_image,
+)
+
+LAYOUTS = ("auto", "flat", "sharded")
+
+
+def shard_index(url: str) -> Optional[str]:
+    """MMC4 shard number from a file name such as docs_no_face_shard_17_v2.jsonl.zip -> "17"."""
+    name = url.rstrip("/").rsplit("/", 1)[-1]
+    m = re.search(r"shard_(\d+)", name) or re.search(r"(\d+)", name)
+    return str(int(m.group(1))) if m else None
+
+
+def safe_image_name(name: Any) -> str:
+    """An image_name from the (untrusted) document, usable as one path component and nothing more."""
+    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise Reject("image_name_invalid")
+    return name
+
+
+def folder_image_source(image_dir: str, layout: str, shard: Optional[str]) -> Callable[[dict], bytes]:
+    """Reads image_info[i]["image_name"] from `image_dir` (flat) or `image_dir/<shard index>/` (sharded)."""
+    def load(info: dict) -> bytes:
+        name = safe_image_name(info.get("image_name"))
+        candidates = []
+        if layout in ("auto", "sharded") and shard is not None:
+            candidates.append(os.path.join(image_dir, shard, name))
+        if layout in ("auto", "flat"):
+            candidates.append(os.path.join(image_dir, name))
+        for path in candidates:
+            if os.path.isfile(path):
+                with open(path, "rb") as f:
+                    return f.read()
+        raise Reject("image_missing")
+    return load
+
+
+def base64_image_source(info: dict) -> bytes:
+    return decode_base64_image(info.get("image_base64"))
+
+
+def _check_texts(texts: Any) -> list[str]:
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+        raise Reject("text_list_invalid")
+    if not texts:
+        raise Reject("text_list_empty")
+    for t in texts:
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError:
+            raise Reject("text_not_utf8") from None
+    return texts
+
+
+def _check_similarity(sim: Any, n_images: int, n_texts: int) -> list[list[float]]:
+    if (not isinstance(sim, list) or len(sim) != n_images
+            or any(not isinstance(row, list) or len(row) != n_texts for row in sim)):
+        raise Reject("similarity_shape_mismatch")
+    for row in sim:
+        for x in row:
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+                raise Reject("similarity_invalid")
+    return sim
+
+
+def mmc4_document(doc: Any, key: str, load_image: Callable[[dict], bytes], options: dict,
+                  stats: UnitStats) -> dict:
+    """One MMC4 document -> an interleaved sample; image-level problems drop the image (counted)."""
+    if not isinstance(doc, dict):
+        raise Reject("json_malformed", "document is not an object")
+    if "is_gpt" in doc:
+        raise Reject("chatgpt_document", "use convert/chatgpt_to_mds.py")
+    texts = _check_texts(doc.get("text_list"))
+    infos = doc.get("image_info")
+    if not isinstance(infos, list):
+        raise Reject("image_info_invalid")
+    sim = _check_similarity(doc.get("similarity_matrix"), len(infos), len(texts))
+    kept, rows = [], []
+    for info, row in zip(infos, sim):
+        try:
+            if not isinstance(info, dict):
+                raise Reject("image_meta_invalid")
+            matched = info.get("matched_text_index")
+            if matched is None:
+                matched = max(range(len(texts)), key=row.__getitem__)
+            if isinstance(matched, bool) or not isinstance(matched, int) or not 0 <= matched < len(texts):
+                raise Reject("image_meta_invalid")
+            data = load_image(info)
+            image = validate_image(data, options["max_image_pixels"])
+            meta = {"matched_text_index": matched, "matched_sim": finite_or_none(info.get("matched_sim")),
+                    "image_name": info.get("image_name") if isinstance(info.get("image_name"), str) else "",
+                    "raw_url": info.get("raw_url") if isinstance(info.get("raw_url"), str) else ""}
+            kept.append((data, image, meta))
+            rows.append([float(x) for x in row])
+        except Reject as r:
+            stats.drop_image(r.reason)
+    if not kept:
+        raise Reject("no_usable_image")
+    url = doc.get("url")
+    return interleaved_sample(key, "mmc4", url if isinstance(url, str) else "", texts, kept, rows)
+
+
+def read(path: str, url: str, options: dict, stats: UnitStats) -> Iterator[dict]:
+    stem = url.rstrip("/").rsplit("/", 1)[-1].split(".")[0]
+    if url.endswith(".tar"):
+        for key, group, problem in tar_groups(path):
+            if not key:
+                stats.input_errors[problem] += 1
+                continue
+            stats.records_read += 1
+            try:
+                if problem:
+                    raise Reject(problem)
+                if "json" not in group:
+                    raise Reject("json_missing")
+                try:
+                    doc = json.loads(group["json"].decode("utf-8"))
+                except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+                    raise Reject("json_malformed") from None
+                yield mmc4_document(doc, key, base64_image_source, options, stats)
+            except Reject as r:
+                stats.reject(r.reason)
+        return
+    if not options.get("image_dir"):
+        raise ValueError("MMC4 .jsonl/.jsonl.zip input needs --image-dir (the downloaded images)")
+    load = folder_image_source(options["image_dir"], options.get("image_layout", "auto"), shard_index(url))
+    for line, doc, problem in iter_json_lines(path):
+        if problem in ("input_truncated", "input_unreadable"):
+            stats.input_errors[problem] += 1
+            continue
+        stats.records_read += 1
+        try:
+            if problem:
+                raise Reject(problem)
+            yield mmc4_document(doc, f"{stem}/{line}", load, options, stats)
+        except Reject as r:
+            stats.reject(r.reason)
+
+
+SPEC = Spec(name="mmc4", columns=INTERLEAVED_COLUMNS, suffixes=(".jsonl", ".jsonl.zip", ".zip", ".tar"), read=read)
+
+
+def convert_mmc4(inputs: list[str], output: str, image_dir: Optional[str] = None, image_layout: str = "auto",
+                 **kwargs: Any) -> dict:
+    """Python API: see `convert._common.convert` for the other keyword arguments; returns the report."""
+    from convert._common import DEFAULT_MAX_IMAGE_PIXELS, convert
+    options = {"max_image_pixels": kwargs.pop("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS),
+               "image_dir": os.path.abspath(image_dir) if image_dir else None, "image_layout": image_layout}
+    return convert("convert.mmc4_to_mds", inputs, output, options=options, **kwargs)
+
+
+def main(argv: Optional[list[str]] = None) -> dict:
+    p = base_parser(__doc__.splitlines()[0])
+    p.add_argument("--input", nargs="+", required=True,
+                   help="MMC4 .jsonl/.jsonl.zip shards or OpenFlamingo MMC4 .tar shards: paths, folders, globs or "
+                        "{a..b} brace patterns (local or s3://)")
+    p.add_argument("--image-dir", default=None,
+                   help="local folder of the downloaded MMC4 images (needed for .jsonl/.jsonl.zip input)")
+    p.add_argument("--image-layout", choices=LAYOUTS, default="auto",
+                   help="flat: <image-dir>/<image_name>; sharded: <image-dir>/<shard index>/<image_name>; "
+                        "auto: sharded, then flat")
+    args = p.parse_args(argv)
+    if args.image_dir and not os.path.isdir(args.image_dir):
+        p.error(f"--image-dir {args.image_dir} is not a folder")
+    options = {"image_dir": os.path.abspath(args.image_dir) if args.image_dir else None,
+               "image_layout": args.image_layout}
+    return run_cli("convert.mmc4_to_mds", args, args.input, options)
+
+
+if __name__ == "__main__":
+    main()
