@@ -113,7 +113,7 @@ def mds_root(tmp_path_factory):
     return str(root)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def sources(mds_root):
     """A two-source training config over the fixture shards (2 pairs + 1 doc per device at world size 1)."""
     from recipe.data.sources import SourceConfig
