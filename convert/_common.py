@@ -54,6 +54,8 @@ REPORT = "conversion_report.json"
 INDEX = "index.json"
 DEFAULT_SHARD_SIZE = 1 << 26
 DEFAULT_MAX_IMAGE_PIXELS = 89_478_485  # PIL's own default: ~0.25 GiB of RGBA
+# Raster formats of web images. Others (EPS would run Ghostscript, PDF, ...) are rejected, never decoded.
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # JPEG covers MPO
 # Test hook: pause (signal.pause, no polling) after writing this many samples of any unit but the first, so
 # tests can SIGKILL a converter mid-unit at a known point. Unset in normal use.
 _PAUSE_ENV = "FLAMINGO_CONVERT_TEST_PAUSE_AFTER"
@@ -90,16 +92,25 @@ def validate_image(data: Optional[bytes], max_pixels: int = DEFAULT_MAX_IMAGE_PI
         # PIL only warns between max_pixels and 2x max_pixels; treat every bomb alike.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            with Image.open(io.BytesIO(data)) as img:
+            with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as img:
                 fmt = img.format or ""
                 img.load()  # raises on truncated / corrupt data, which open() alone does not read
                 return ImageInfo(int(img.width), int(img.height), fmt)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
             raise Reject("image_too_large", str(e)) from None
         except UnidentifiedImageError:
-            raise Reject("image_not_an_image") from None
+            raise Reject(_unsupported_or_not_image(data)) from None
         except (OSError, SyntaxError, ValueError, EOFError) as e:
             raise Reject("image_corrupt", str(e)) from None
+
+
+def _unsupported_or_not_image(data: bytes) -> str:
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(io.BytesIO(data)):  # identification only, nothing is decoded
+            return "image_format_unsupported"
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
+        return "image_not_an_image"
 
 
 def decode_utf8_text(data: Optional[bytes], what: str) -> str:
@@ -135,6 +146,8 @@ def decode_base64_image(value: Any) -> bytes:
         raise Reject("image_missing")
     if len(value) >= 3 and value[0] == "b" and value[1] in "'\"" and value[-1] == value[1]:
         value = value[2:-1]
+    if "\n" in value or " " in value:
+        value = "".join(value.split())  # base64.encodebytes-style line breaks
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
@@ -207,9 +220,9 @@ def tar_groups(path: str) -> Iterator[tuple[str, dict[str, bytes], Optional[str]
                 if not member.isfile():
                     continue
                 dirname, base = os.path.split(member.name)
-                if "." not in base:
-                    continue
-                stem, ext = base.split(".", 1)
+                stem, _, ext = base.partition(".")
+                if not stem or not ext:
+                    continue  # not a sample member (no extension; dot-files such as macOS "._x.jpg")
                 member_key = f"{dirname}/{stem}" if dirname else stem
                 ext = ext.lower()
                 if member_key != key or ext in group:
@@ -363,6 +376,8 @@ class Output:
         if self.remote:
             bucket, prefix = _split_s3(self.join("parts", unit))
             s3 = _s3()
+            # A stale marker must not vouch for shards being overwritten.
+            s3.delete_object(Bucket=bucket, Key=f"{prefix}/{MARKER}")
             names = sorted(os.listdir(staged), key=lambda n: n == MARKER)
             for name in names:
                 s3.upload_file(os.path.join(staged, name), bucket, f"{prefix}/{name}")
@@ -441,6 +456,15 @@ def local_copy(url: str) -> Iterator[str]:
         os.remove(path)
 
 
+def input_version(url: str) -> str:
+    """Changes when the input file does: size and mtime locally, the ETag on S3."""
+    if is_remote(url):
+        bucket, key = _split_s3(url)
+        return _s3().head_object(Bucket=bucket, Key=key)["ETag"]
+    st = os.stat(_local(url))
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
 def unit_id(url: str) -> str:
     """Stable, filesystem-safe id of an input file: its sanitized basename plus a hash of the full URL."""
     base = re.sub(r"[^A-Za-z0-9._-]", "_", url.rstrip("/").rsplit("/", 1)[-1])[:80]
@@ -508,6 +532,7 @@ def convert_unit(job: Job, url: str, cap: Optional[int], exclude: set[str], unit
     staged = os.path.join(job.staging, f".{unit}.tmp")
     if os.path.exists(staged):
         shutil.rmtree(staged)
+    version = input_version(url)
     stats = UnitStats()
     keys: list[str] = []
     seen: set[str] = set()
@@ -537,7 +562,7 @@ def convert_unit(job: Job, url: str, cap: Optional[int], exclude: set[str], unit
     with open(os.path.join(staged, INDEX)) as f:
         index = json.load(f)
     marker = {
-        "unit": unit, "input": url, "fingerprint": _fingerprint(job, cap, exclude), "cap": cap,
+        "unit": unit, "input": url, "input_version": version, "fingerprint": _fingerprint(job, cap, exclude), "cap": cap,
         "excluded": sorted(exclude), "records_read": stats.records_read, "written": stats.written,
         "rejected": dict(stats.rejected), "images_dropped": dict(stats.images_dropped),
         "input_errors": dict(stats.input_errors), "keys": keys, "index": index,
@@ -570,11 +595,13 @@ def _worker(job: Job, tasks: Any, results: Any) -> None:
 def convert(spec_module: str, inputs: Iterable[str], output: str, *, workers: int = 1,
             shard_size: int | str = DEFAULT_SHARD_SIZE, max_samples: Optional[int] = None,
             compression: Optional[str] = None, staging_dir: Optional[str] = None,
-            options: Optional[dict] = None, progress_bar: bool = True) -> dict:
+            options: Optional[dict] = None, progress_bar: bool = True, dedup_across_inputs: bool = True) -> dict:
     """Convert `inputs` into one MDS dataset at `output` and return the conversion report.
 
     Resumable: published units with matching settings are reused. With `max_samples`, units are converted
     in input order in this process, each capped at what is still missing, so the subset is deterministic.
+    `dedup_across_inputs` keeps every key seen in memory: turn it off for billions of keys that are unique by
+    construction (img2dataset keys are); duplicates inside one input are always rejected.
     """
     from streaming.base.util import bytes_to_int
     from tqdm import tqdm
@@ -603,7 +630,7 @@ def convert(spec_module: str, inputs: Iterable[str], output: str, *, workers: in
         unit = unit_id(url)
         if unit in done:
             marker = out.read_json(f"parts/{unit}/{MARKER}")
-            if marker is not None and marker.get("input") == url:
+            if marker is not None and marker.get("input") == url and marker.get("input_version") == input_version(url):
                 markers[url] = marker
     reused = set(markers)
     bar = tqdm(desc=f"convert {spec.name}", unit=" samples", disable=not progress_bar, smoothing=0.1,
@@ -629,13 +656,13 @@ def convert(spec_module: str, inputs: Iterable[str], output: str, *, workers: in
                 marker = convert_unit(job, url, remaining, exclude, i, bar.update)
                 markers[url] = marker
                 reused.discard(url)
-                print(f"convert: unit done {marker['unit']} ({marker['written']} samples)", file=sys.stderr,
-                      flush=True)
+                _log_unit(bar, marker)
             dup = seen.intersection(marker["keys"])
             if not dup:
                 break
             exclude |= dup
-        seen.update(marker["keys"])
+        if dedup_across_inputs:
+            seen.update(marker["keys"])
         included.append(marker)
         if remaining is not None:
             remaining -= marker["written"]
@@ -664,7 +691,7 @@ def _run_parallel(job: Job, todo: list[tuple[int, str]], workers: int, bar: Any)
     if workers <= 1:
         for i, url in todo:
             marker = convert_unit(job, url, None, set(), i, bar.update)
-            print(f"convert: unit done {marker['unit']} ({marker['written']} samples)", file=sys.stderr, flush=True)
+            _log_unit(bar, marker)
             yield marker
         return
     ctx = mp.get_context("fork")
@@ -689,8 +716,7 @@ def _run_parallel(job: Job, todo: list[tuple[int, str]], workers: int, bar: Any)
                 bar.update(payload)
             elif kind == "done":
                 left -= 1
-                print(f"convert: unit done {payload['unit']} ({payload['written']} samples)", file=sys.stderr,
-                      flush=True)
+                _log_unit(bar, payload)
                 yield payload
             else:
                 raise RuntimeError(f"conversion of {payload}")
@@ -699,6 +725,11 @@ def _run_parallel(job: Job, todo: list[tuple[int, str]], workers: int, bar: Any)
             if p.is_alive():
                 p.terminate()
             p.join()
+
+
+def _log_unit(bar: Any, marker: dict) -> None:
+    bar.write(f"convert: unit done {marker['unit']} ({marker['written']} samples, "
+              f"{sum(marker['rejected'].values())} rejected)", file=sys.stderr)
 
 
 def _report(spec: Spec, urls: list[str], included: list[dict], out: Output, job: Job, workers: int,
@@ -757,6 +788,8 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--max-image-pixels", type=int, default=DEFAULT_MAX_IMAGE_PIXELS,
                    help="decompression-bomb limit: images with more pixels are rejected")
     p.add_argument("--staging-dir", default=None, help="local scratch folder for s3:// outputs (default: a temp dir)")
+    p.add_argument("--no-cross-input-dedup", action="store_true",
+                   help="only reject duplicate keys within one input file (saves memory on billions of keys)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -766,7 +799,7 @@ def run_cli(spec_module: str, args: argparse.Namespace, inputs: list[str], optio
         return convert(spec_module, inputs, args.output, workers=args.workers, shard_size=args.shard_size,
                        max_samples=args.max_samples, compression=args.compression, staging_dir=args.staging_dir,
                        options={"max_image_pixels": args.max_image_pixels, **options},
-                       progress_bar=not args.no_progress)
+                       progress_bar=not args.no_progress, dedup_across_inputs=not args.no_cross_input_dedup)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -13,7 +13,7 @@ import os
 from typing import Any, Iterator, Optional
 
 from convert._common import (
-    PAIRS_COLUMNS, Reject, Spec, UnitStats, base_parser, check_text, decode_utf8_text, run_cli, tar_groups,
+    PAIRS_COLUMNS, Reject, Spec, UnitStats, base_parser, check_text, decode_utf8_text, expand_inputs, run_cli, tar_groups,
     validate_image,
 )
 
@@ -107,15 +107,18 @@ def convert_laion(inputs: list[str], output: str, **kwargs: Any) -> dict:
 
 
 def _prefer_tars(inputs: list[str]) -> list[str]:
-    """img2dataset's webdataset output folders also hold metadata-only parquet files: read a plain folder's
-    tars when it has any, else its parquet files."""
+    """img2dataset's webdataset output folders also hold metadata-only parquet files: a plain folder (or
+    s3:// prefix) stands for its tars when it has any, else for its parquet files."""
     out = []
     for item in inputs:
-        if os.path.isdir(item):
-            has_tar = any(f.endswith(".tar") for _, _, files in os.walk(item) for f in files)
-            out.append(os.path.join(item, "**", "*.tar" if has_tar else "*.parquet"))
-        else:
+        if any(c in item for c in "*?[{") or item.endswith((".tar", ".parquet")):
             out.append(item)
+            continue
+        try:
+            tars = expand_inputs([item], (".tar",))
+        except FileNotFoundError:
+            tars = []
+        out += tars or [item]
     return out
 
 

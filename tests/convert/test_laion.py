@@ -36,6 +36,8 @@ def laion_inputs(tmp_path):
               + laion_members("000000009", image_bytes(9), None)
               + laion_members("000000010", image_bytes(10), b"bad sidecar", meta=b"{not json")
               + laion_members("000000011", big_png(), b"decompression bomb", ext="png")
+              + laion_members("000000014", image_bytes(14, "PPM"), b"a format web images do not use")
+              + [("._000000015.jpg", b"macOS resource fork, not a sample")]
               + ok("000000012", 12)
               + laion_members("000000000", image_bytes(13), b"same key again later in the tar"))
     write_tar(str(src / "00000.tar"), shard0)
@@ -59,7 +61,8 @@ def laion_inputs(tmp_path):
     pq.write_table(pa.Table.from_pylist(rows), str(tmp_path / "00003.parquet"))
     expected = {"caption_empty": 2, "caption_missing": 1, "caption_not_utf8": 1, "duplicate_key": 2,
                 "image_corrupt": 2, "image_empty": 1, "image_missing": 2, "image_not_an_image": 1,
-                "image_too_large": 1, "input_truncated": 1, "json_malformed": 1}
+                "image_format_unsupported": 1, "image_too_large": 1, "input_truncated": 1,
+                "json_malformed": 1}
     return src, tmp_path / "00003.parquet", good, expected
 
 
@@ -121,3 +124,15 @@ def test_missing_input_is_a_one_line_error(tmp_path, capsys):
     assert e.value.code == 2
     assert "no input files match" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "o" / "index.json")
+
+
+def test_changed_input_is_reconverted(laion_inputs, tmp_path):
+    src, parquet, good, expected = laion_inputs
+    out = tmp_path / "out"
+    first = laion_to_mds.convert_laion([str(src)], str(out), max_image_pixels=100 * 100, progress_bar=False)
+    write_tar(str(src / "00001.tar"), laion_members("000010005", image_bytes(50), b"replacement shard"))
+    second = laion_to_mds.convert_laion([str(src)], str(out), max_image_pixels=100 * 100, progress_bar=False)
+    assert second["units_reused"] == 2
+    assert second["samples_written"] == first["samples_written"]  # one sample replaced by one sample
+    keys = {s["key"] for s in read_mds(str(out))}
+    assert "000010005" in keys and "000010000" not in keys
