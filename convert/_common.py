@@ -503,7 +503,7 @@ class Spec:
 
 @dataclasses.dataclass(frozen=True)
 class Job:
-    spec_module: str          # module defining SPEC, importable in worker processes
+    spec_module: str          # "module" defining SPEC, or "module:ATTR"; importable in worker processes
     output: str
     staging: str
     shard_size: int
@@ -517,9 +517,11 @@ def _fingerprint(job: Job, cap: Optional[int], exclude: set[str]) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()
 
 
-def _load_spec(module: str) -> Spec:
+def _load_spec(name: str) -> Spec:
+    """"package.module" (its SPEC) or "package.module:ATTR"."""
     import importlib
-    return importlib.import_module(module).SPEC
+    module, _, attr = name.partition(":")
+    return getattr(importlib.import_module(module), attr or "SPEC")
 
 
 def convert_unit(job: Job, url: str, cap: Optional[int], exclude: set[str], unit_index: int,

@@ -1,0 +1,131 @@
+"""Convert your own data, one JSON object per line, to MDS.
+
+Two line shapes, one per output (--kind):
+
+    pairs:        {"image": "imgs/cat.jpg", "caption": "a cat", "key": "optional", "url": "optional",
+                   "similarity": 0.3 (optional)}
+    interleaved:  {"text": "Intro. <image>The cat sat. <image>Then it slept.", "images": ["a.jpg", "b.png"],
+                   "key": "optional", "url": "optional"}
+
+Image paths are relative to --image-root (default: the folder of the .jsonl file) and must stay inside it.
+Interleaved lines become kind=fixed documents: `texts` is the text split at the `<image>` markers and image k
+is placed before the segment that follows its marker; there must be exactly one marker per image.
+
+    python convert/jsonl_to_mds.py --kind pairs --input my_pairs.jsonl --output /data/mds/mine
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Iterator, Optional
+
+from convert._common import (
+    INTERLEAVED_COLUMNS, PAIRS_COLUMNS, Reject, Spec, UnitStats, base_parser, check_text, fixed_document,
+    interleaved_sample, iter_json_lines, run_cli, validate_image,
+)
+
+IMAGE_MARKER = "<image>"
+
+
+def _load(path: Any, root: str) -> bytes:
+    if not isinstance(path, str) or not path or "\0" in path:
+        raise Reject("image_path_invalid")
+    full = os.path.realpath(os.path.join(root, path))
+    if os.path.commonpath([full, os.path.realpath(root)]) != os.path.realpath(root):
+        raise Reject("image_path_invalid", "outside --image-root")
+    if not os.path.isfile(full):
+        raise Reject("image_missing")
+    with open(full, "rb") as f:
+        return f.read()
+
+
+def _str_or_empty(x: Any) -> str:
+    return x if isinstance(x, str) else ""
+
+
+def pair_line(obj: dict, key: str, root: str, options: dict) -> dict:
+    caption = check_text(obj.get("caption"), "caption")
+    data = _load(obj.get("image"), root)
+    info = validate_image(data, options["max_image_pixels"])
+    sim = obj.get("similarity")
+    ok = isinstance(sim, (int, float)) and not isinstance(sim, bool) and math.isfinite(sim)
+    return {"key": key, "image": data, "caption": caption, "url": _str_or_empty(obj.get("url")),
+            "width": info.width, "height": info.height, "similarity": float(sim) if ok else math.nan}
+
+
+def interleaved_line(obj: dict, key: str, root: str, options: dict, stats: UnitStats) -> dict:
+    text = obj.get("text")
+    check_text(text, "text")
+    paths = obj.get("images")
+    if not isinstance(paths, list):
+        raise Reject("images_invalid")
+    segments = text.split(IMAGE_MARKER)
+    if len(segments) != len(paths) + 1:
+        raise Reject("image_count_mismatch", f"{len(segments) - 1} markers, {len(paths)} images")
+    images = []
+    for path in paths:
+        try:
+            data = _load(path, root)
+            images.append((data, validate_image(data, options["max_image_pixels"]),
+                           {"image_name": path, "matched_sim": None}))
+        except Reject as r:
+            stats.drop_image(r.reason)
+            images.append(None)
+    texts, kept = fixed_document(segments, images)
+    if not kept:
+        raise Reject("no_usable_image")
+    return interleaved_sample(key, "fixed", _str_or_empty(obj.get("url")), texts, kept, [])
+
+
+def read(path: str, url: str, options: dict, stats: UnitStats) -> Iterator[dict]:
+    root = options.get("image_root") or os.path.dirname(os.path.abspath(path))
+    if options.get("image_root") is None and "://" in url:
+        raise ValueError("jsonl input from object storage needs --image-root (a local folder)")
+    stem = url.rstrip("/").rsplit("/", 1)[-1].split(".")[0]
+    for line, obj, problem in iter_json_lines(path):
+        stats.records_read += 1
+        try:
+            if problem:
+                raise Reject(problem)
+            if not isinstance(obj, dict):
+                raise Reject("json_malformed", "line is not an object")
+            own = obj.get("key")
+            key = own if isinstance(own, str) and own else f"{stem}/{line}"
+            if options["kind"] == "pairs":
+                yield pair_line(obj, key, root, options)
+            else:
+                yield interleaved_line(obj, key, root, options, stats)
+        except Reject as r:
+            stats.reject(r.reason)
+
+
+PAIRS_SPEC = Spec(name="jsonl-pairs", columns=PAIRS_COLUMNS, suffixes=(".jsonl",), read=read)
+INTERLEAVED_SPEC = Spec(name="jsonl-interleaved", columns=INTERLEAVED_COLUMNS, suffixes=(".jsonl",), read=read)
+SPECS = {"pairs": "convert.jsonl_to_mds:PAIRS_SPEC", "interleaved": "convert.jsonl_to_mds:INTERLEAVED_SPEC"}
+
+
+def convert_jsonl(inputs: list[str], output: str, kind: str, image_root: Optional[str] = None,
+                  **kwargs: Any) -> dict:
+    """Python API: `kind` is "pairs" or "interleaved"; see `convert._common.convert` for the other keyword
+    arguments; returns the report."""
+    from convert._common import DEFAULT_MAX_IMAGE_PIXELS, convert
+    options = {"max_image_pixels": kwargs.pop("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS), "kind": kind,
+               "image_root": os.path.abspath(image_root) if image_root else None}
+    return convert(SPECS[kind], inputs, output, options=options, **kwargs)
+
+
+def main(argv: Optional[list[str]] = None) -> dict:
+    p = base_parser(__doc__.splitlines()[0])
+    p.add_argument("--kind", choices=sorted(SPECS), required=True, help="line shape, and so the output schema")
+    p.add_argument("--input", nargs="+", required=True,
+                   help=".jsonl files: paths, folders, globs or {a..b} brace patterns (local or s3://)")
+    p.add_argument("--image-root", default=None,
+                   help="folder that image paths are relative to (default: each .jsonl file's folder)")
+    args = p.parse_args(argv)
+    options = {"kind": args.kind, "image_root": os.path.abspath(args.image_root) if args.image_root else None}
+    return run_cli(SPECS[args.kind], args, args.input, options)
+
+
+if __name__ == "__main__":
+    main()
