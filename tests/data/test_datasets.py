@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import INTERLEAVED_COLUMNS, PAIRS_COLUMNS, fixed_row, jpeg, mmc4_row, pair_rows, write_mds
+from mds_fixtures import INTERLEAVED_COLUMNS, PAIRS_COLUMNS, fixed_row, jpeg, mmc4_row, pair_rows, write_mds
 from recipe.data.sources import SourceConfig, build_source_dataset
 from recipe.tokens import IGNORE_INDEX
 
