@@ -3,7 +3,6 @@ small MDS shards of LAION-like pairs, MMC4 documents and ChatGPT-style fixed doc
 
 from __future__ import annotations
 
-
 import os
 
 import pytest
