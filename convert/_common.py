@@ -624,6 +624,7 @@ def convert(spec_module: str, inputs: Iterable[str], output: str, *, workers: in
     os.makedirs(staging, exist_ok=True)
     # The run is changing the output: it must not look complete until the new index is written.
     out.remove(INDEX)
+    out.remove(REPORT)
     job = Job(spec_module, output if out.remote else out.url, staging, bytes_to_int(shard_size), compression,
               options)
     done = out.done_units()

@@ -44,7 +44,6 @@ def _read_tar(path: str, stats: UnitStats, options: dict) -> Iterator[dict]:
             if problem:
                 raise Reject(problem)
             image = next((group[e] for e in IMAGE_EXTS if e in group), None)
-            caption = decode_utf8_text(group.get("txt"), "caption")
             meta: Any = {}
             if "json" in group:
                 try:
@@ -53,6 +52,10 @@ def _read_tar(path: str, stats: UnitStats, options: dict) -> Iterator[dict]:
                     raise Reject("json_malformed") from None
                 if not isinstance(meta, dict):
                     raise Reject("json_malformed", "metadata is not an object")
+            if "txt" in group or "caption" not in meta:
+                caption = decode_utf8_text(group.get("txt"), "caption")
+            else:  # no .txt member: img2dataset also records the caption in the metadata
+                caption = check_text(meta["caption"], "caption")
             yield _pair(key, image, caption, meta, options)
         except Reject as r:
             stats.reject(r.reason)

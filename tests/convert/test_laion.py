@@ -39,7 +39,9 @@ def laion_inputs(tmp_path):
               + laion_members("000000014", image_bytes(14, "PPM"), b"a format web images do not use")
               + [("._000000015.jpg", b"macOS resource fork, not a sample")]
               + ok("000000012", 12)
+              + laion_members("000000016", image_bytes(16), None, meta={"key": "000000016", "caption": "in json"})
               + laion_members("000000000", image_bytes(13), b"same key again later in the tar"))
+    good["000000016"] = (image_bytes(16), "in json")
     write_tar(str(src / "00000.tar"), shard0)
     shard1 = ok("000010000", 20) + laion_members("000000001", image_bytes(21), b"key of another shard")
     write_tar(str(src / "00001.tar"), shard1)
@@ -71,13 +73,13 @@ def test_laion_counts_and_byte_exact_round_trip(laion_inputs, tmp_path):
     out = tmp_path / "out"
     report = laion_to_mds.convert_laion([str(src), str(parquet)], str(out), workers=2, max_image_pixels=100 * 100,
                                         progress_bar=False)
-    assert report["samples_written"] == len(good) == 9
+    assert report["samples_written"] == len(good) == 10
     assert report["rejected"] == expected
     assert report["input_errors"] == {"input_truncated": 1}
     assert report["records_read"] == len(good) + sum(expected.values())
     assert report["inputs_read"] == 4
     on_disk = json.loads((out / "conversion_report.json").read_text())
-    assert on_disk["samples_written"] == 9 and on_disk["rejected"] == expected
+    assert on_disk["samples_written"] == 10 and on_disk["rejected"] == expected
 
     samples = read_mds(str(out))
     assert sorted(s["key"] for s in samples) == sorted(good)
@@ -102,20 +104,20 @@ def test_folder_prefers_tars_and_cli(laion_inputs, tmp_path, capsys):
     out = tmp_path / "out"
     report = laion_to_mds.main(["--input", str(src), "--output", str(out), "--workers", "1",
                                 "--max-image-pixels", "10000", "--no-progress", "--shard-size", "2kb"])
-    assert report["samples_written"] == 7
+    assert report["samples_written"] == 8
     assert report["shards"] > 1
-    assert "7 samples written from 3 inputs" in capsys.readouterr().err
+    assert "8 samples written from 3 inputs" in capsys.readouterr().err
     assert sorted(s["key"] for s in read_mds(str(out))) == sorted(k for k in good if not k.startswith("00003"))
 
 
 def test_max_samples_is_an_exact_prefix(laion_inputs, tmp_path):
     src, parquet, good, expected = laion_inputs
     out = tmp_path / "out"
-    report = laion_to_mds.convert_laion([str(src)], str(out), max_samples=5, max_image_pixels=100 * 100,
+    report = laion_to_mds.convert_laion([str(src)], str(out), max_samples=6, max_image_pixels=100 * 100,
                                         progress_bar=False)
     keys = [s["key"] for s in read_mds(str(out))]
-    assert keys == ["000000000", "000000001", "000000002", "000000012", "000010000"]
-    assert report["samples_written"] == 5 and report["inputs_read"] == 2
+    assert keys == ["000000000", "000000001", "000000002", "000000012", "000000016", "000010000"]
+    assert report["samples_written"] == 6 and report["inputs_read"] == 2
 
 
 def test_missing_input_is_a_one_line_error(tmp_path, capsys):
