@@ -154,7 +154,10 @@ def decode_base64_image(value: Any) -> bytes:
         raise Reject("image_base64_invalid") from None
 
 
-def fixed_document(segments: list[str], images: list[Optional[tuple[bytes, ImageInfo, dict]]]) -> tuple[list[str], list[tuple[bytes, ImageInfo, dict]]]:
+Image_ = tuple[bytes, ImageInfo, dict]  # original bytes, decoded size, per-image metadata
+
+
+def fixed_document(segments: list[str], images: list[Optional[Image_]]) -> tuple[list[str], list[Image_]]:
     """Drop unusable images of a fixed-position document, merging the text segments around each dropped one.
 
     `segments` has len(images) + 1 entries; image k sits between segments[k] and segments[k + 1]. Returns
@@ -173,7 +176,7 @@ def fixed_document(segments: list[str], images: list[Optional[tuple[bytes, Image
     return texts, kept
 
 
-def interleaved_sample(key: str, kind: str, url: str, texts: list[str], images: list[tuple[bytes, ImageInfo, dict]],
+def interleaved_sample(key: str, kind: str, url: str, texts: list[str], images: list[Image_],
                        similarity: list) -> dict:
     """One row of the `interleaved` MDS schema (DESIGN.md)."""
     meta = []
@@ -369,7 +372,8 @@ class Output:
         parts = self.join("parts")
         if not os.path.isdir(parts):
             return set()
-        return {d for d in os.listdir(parts) if not d.startswith(".") and os.path.exists(os.path.join(parts, d, MARKER))}
+        return {d for d in os.listdir(parts)
+                if not d.startswith(".") and os.path.exists(os.path.join(parts, d, MARKER))}
 
     def publish(self, staged: str, unit: str) -> None:
         """Move a finished staged unit folder (marker included) to parts/<unit>, the marker last."""
@@ -564,8 +568,8 @@ def convert_unit(job: Job, url: str, cap: Optional[int], exclude: set[str], unit
     with open(os.path.join(staged, INDEX)) as f:
         index = json.load(f)
     marker = {
-        "unit": unit, "input": url, "input_version": version, "fingerprint": _fingerprint(job, cap, exclude), "cap": cap,
-        "excluded": sorted(exclude), "records_read": stats.records_read, "written": stats.written,
+        "unit": unit, "input": url, "input_version": version, "fingerprint": _fingerprint(job, cap, exclude),
+        "cap": cap, "excluded": sorted(exclude), "records_read": stats.records_read, "written": stats.written,
         "rejected": dict(stats.rejected), "images_dropped": dict(stats.images_dropped),
         "input_errors": dict(stats.input_errors), "keys": keys, "index": index,
         "bytes": sum(s["raw_data"]["bytes"] for s in index["shards"]),
@@ -600,6 +604,12 @@ def convert(spec_module: str, inputs: Iterable[str], output: str, *, workers: in
             options: Optional[dict] = None, progress_bar: bool = True, dedup_across_inputs: bool = True) -> dict:
     """Convert `inputs` into one MDS dataset at `output` and return the conversion report.
 
+    spec_module: "convert.laion_to_mds" etc. (a module with SPEC, or "module:ATTR"); the scripts' convert_*
+    functions fill it and `options` in. inputs: files, folders, globs, {a..b} patterns, local or s3://.
+    output: local folder or s3:// prefix. workers: processes converting input files in parallel.
+    shard_size: MDS size_limit (bytes or "64mb"). compression: MDS compression (None: images don't compress).
+    staging_dir: scratch root for s3:// outputs. options: converter settings (e.g. max_image_pixels).
+
     Resumable: published units with matching settings are reused. With `max_samples`, units are converted
     in input order in this process, each capped at what is still missing, so the subset is deterministic.
     `dedup_across_inputs` keeps every key seen in memory: turn it off for billions of keys that are unique by
@@ -613,14 +623,15 @@ def convert(spec_module: str, inputs: Iterable[str], output: str, *, workers: in
     options = dict(options or {})
     urls = expand_inputs(list(inputs), spec.suffixes)
     out = Output(output)
-    if out.remote:
-        staging = staging_dir or tempfile.mkdtemp(prefix="convert-staging-")
+    if out.remote:  # one scratch folder per output, so a rerun finds (and clears) a killed run's leftovers
+        staging = os.path.join(staging_dir or tempfile.gettempdir(),
+                               f"convert-staging-{hashlib.sha1(out.url.encode()).hexdigest()[:12]}")
     else:
         staging = os.path.join(out.url, "parts")
-        if os.path.isdir(staging):  # leftovers of a killed run
-            for d in os.listdir(staging):
-                if d.startswith("."):
-                    shutil.rmtree(os.path.join(staging, d))
+    if os.path.isdir(staging):  # leftovers of a killed run
+        for d in os.listdir(staging):
+            if d.startswith("."):
+                shutil.rmtree(os.path.join(staging, d))
     os.makedirs(staging, exist_ok=True)
     # The run is changing the output: it must not look complete until the new index is written.
     out.remove(INDEX)
@@ -633,7 +644,8 @@ def convert(spec_module: str, inputs: Iterable[str], output: str, *, workers: in
         unit = unit_id(url)
         if unit in done:
             marker = out.read_json(f"parts/{unit}/{MARKER}")
-            if marker is not None and marker.get("input") == url and marker.get("input_version") == input_version(url):
+            if (marker is not None and marker.get("input") == url
+                    and marker.get("input_version") == input_version(url)):
                 markers[url] = marker
     reused = set(markers)
     bar = tqdm(desc=f"convert {spec.name}", unit=" samples", disable=not progress_bar, smoothing=0.1,
@@ -682,7 +694,7 @@ def convert(spec_module: str, inputs: Iterable[str], output: str, *, workers: in
                     shard[k]["basename"] = f"parts/{marker['unit']}/{shard[k]['basename']}"
             shards.append(shard)
     out.write_json(INDEX, {"version": 2, "shards": shards})
-    if out.remote and not staging_dir:
+    if out.remote:
         shutil.rmtree(staging, ignore_errors=True)
     print(_summary(report), file=sys.stderr, flush=True)
     return report
@@ -779,7 +791,8 @@ def _summary(r: dict) -> str:
 # --------------------------------------------------------------------------------------------------- CLI
 
 def base_parser(description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=description,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--output", required=True,
                    help="output root: a local folder or s3://bucket/prefix (S3_ENDPOINT_URL for S3-compatible stores)")
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)),
@@ -790,7 +803,8 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--compression", default=None, help="MDS shard compression, e.g. zstd (none for JPEG-heavy data)")
     p.add_argument("--max-image-pixels", type=int, default=DEFAULT_MAX_IMAGE_PIXELS,
                    help="decompression-bomb limit: images with more pixels are rejected")
-    p.add_argument("--staging-dir", default=None, help="local scratch folder for s3:// outputs (default: a temp dir)")
+    p.add_argument("--staging-dir", default=None,
+                   help="local scratch folder for s3:// outputs (default: the system temp dir)")
     p.add_argument("--no-cross-input-dedup", action="store_true",
                    help="only reject duplicate keys within one input file (saves memory on billions of keys)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -13,8 +13,8 @@ import os
 from typing import Any, Iterator, Optional
 
 from convert._common import (
-    PAIRS_COLUMNS, Reject, Spec, UnitStats, base_parser, check_text, decode_utf8_text, expand_inputs, run_cli, tar_groups,
-    validate_image,
+    PAIRS_COLUMNS, Reject, Spec, UnitStats, base_parser, check_text, decode_utf8_text, expand_inputs, run_cli,
+    tar_groups, validate_image,
 )
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
