@@ -1,63 +1,126 @@
-"""Remove the shared memory that crashed Streaming jobs leave behind, without touching live jobs.
+"""Remove the shared memory that crashed Streaming jobs of this recipe leave behind, without touching live jobs.
 
-Streaming names its POSIX shared memory `/dev/shm/NNNNNN_<what>` (NNNNNN = a per-dataset prefix) and
-keeps it mapped while the dataset lives. A SIGKILLed job leaves the segments behind; a later dataset over
-the same `local` then fails with "Reused local directory" or `FileExistsError` (streaming#781, #717).
-`streaming.base.util.clean_stale_shared_memory()` unlinks every prefix it finds, including those of
-another job running on the same host. Here a prefix counts as stale only when no process of ours maps any
-of its segments (read from /proc/<pid>/maps); only segments we own are considered (other users' segments
-can't be unlinked in /dev/shm anyway), and their leftover file locks go with them.
+Streaming names its POSIX shared memory `/dev/shm/NNNNNN_<what>` (NNNNNN = a per-dataset prefix). A job killed
+with its whole process group (OOM killer, scheduler, `kill -9`) leaves the segments behind. A later dataset over
+the same `local` with a remote then fails with "Reused local directory" (or `FileExistsError`, streaming#781)
+whenever the dead job's file locks are not in its temp dir (another container or TMPDIR, /tmp cleaned).
+
+`streaming.base.util.clean_stale_shared_memory()` unlinks every prefix it finds, including a live co-located
+job's. Which process maps a segment doesn't tell the owner either: every StreamingDataset construction attaches
+to the segments of lower prefixes while looking for a free one and keeps them mapped. So the recipe records an
+owner file per dataset it builds, `/dev/shm/flamingo-shm-owner.NNNNNN` (pid, process start time, pid namespace,
+the dataset's local dirs, its temp dir), and `clean_stale_shared_memory` removes only prefixes whose recorded
+owner is dead, in our pid namespace, and whose segments still name the recorded local dirs. Segments of other
+programs are never touched.
 """
 
 from __future__ import annotations
 
+import atexit
 import glob
+import json
 import os
-import re
 import tempfile
 
-_SEGMENT = re.compile(r"/dev/shm/(\d{6})_\w+")
+SHM_ROOT = "/dev/shm"
+_OWNER = "flamingo-shm-owner."
 
 
-def _live_prefixes() -> set[str]:
-    live = set()
-    for maps in glob.glob("/proc/[0-9]*/maps"):
-        try:
-            with open(maps) as f:
-                live.update(m.group(1) for m in _SEGMENT.finditer(f.read()))
-        except OSError:  # the process exited, or isn't ours
-            continue
-    return live
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (tells a live pid from a reused one)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _locals_of(prefix: str) -> list[str] | None:
+    """The local dirs a prefix's `locals` segment names (Streaming's packing: int32 size, '\\0'-joined dirs,
+    then the prefix), or None when the segment is gone or unreadable."""
+    try:
+        with open(os.path.join(SHM_ROOT, f"{prefix}_locals"), "rb") as f:
+            data = f.read()
+        size = int.from_bytes(data[:4], "little")
+        return data[4:size].decode().split("\0")[:-1]
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def register_owner(prefix_int: int, local_dirs: list[str]) -> str:
+    """Record this process as the owner of a Streaming prefix (call from the local leader after building)."""
+    prefix = f"{prefix_int:06}"
+    path = os.path.join(SHM_ROOT, _OWNER + prefix)
+    record = {"pid": os.getpid(), "start": _start_time(os.getpid()), "pidns": _pid_namespace(),
+              "locals": list(local_dirs), "tempdir": tempfile.gettempdir()}
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(record, f)
+    os.replace(tmp, path)
+    atexit.register(_release, path, record)
+    return path
+
+
+def _release(path: str, record: dict) -> None:
+    """At a normal exit Streaming removes its segments; drop our record too unless another owner replaced it."""
+    try:
+        with open(path) as f:
+            if json.load(f) == record:
+                os.unlink(path)
+    except (OSError, ValueError):
+        pass
+
+
+def _owner_alive(record: dict) -> bool:
+    if record.get("pidns") != _pid_namespace():
+        return True  # can't judge a process in another pid namespace: leave it alone
+    start = _start_time(int(record["pid"]))
+    return start is not None and start == record.get("start")
 
 
 def clean_stale_shared_memory() -> list[str]:
-    """Unlink our Streaming shared-memory segments (and file locks) that no live process maps.
-
-    Returns the removed paths. Safe to call while other Streaming jobs run on the host; call it before
-    building datasets (a segment created between the scan and the unlink is not in the scan's list).
-    """
-    uid = os.getuid()
-    candidates = [p for p in glob.glob("/dev/shm/[0-9][0-9][0-9][0-9][0-9][0-9]_*") if _owned(p, uid)]
-    if not candidates:
-        return []
-    live = _live_prefixes()
-    stale = {os.path.basename(p)[:6] for p in candidates} - live
+    """Unlink the segments (and file locks) of recipe datasets whose owner process is dead; returns the
+    removed paths. Safe while other jobs run on the host."""
     removed = []
-    for path in candidates:
-        if os.path.basename(path)[:6] in stale and _unlink(path):
-            removed.append(path)
-    for prefix in stale:
-        for lock in glob.glob(os.path.join(tempfile.gettempdir(), f"{prefix}_*filelock*")):
-            if _owned(lock, uid) and _unlink(lock):
-                removed.append(lock)
+    for owner in glob.glob(os.path.join(SHM_ROOT, _OWNER + "[0-9]*")):
+        if owner.endswith(".tmp"):
+            continue
+        try:
+            with open(owner) as f:
+                record = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if _owner_alive(record):
+            continue
+        prefix = owner.rsplit(".", 1)[1]
+        if _taken_over(prefix, record, owner):
+            _unlink(owner)  # another dataset now uses this prefix: only our record is stale
+            continue
+        paths = glob.glob(os.path.join(SHM_ROOT, f"{prefix}_*"))
+        paths += glob.glob(os.path.join(record.get("tempdir", tempfile.gettempdir()), f"{prefix}_*filelock"))
+        removed += [p for p in paths if _unlink(p)]
+        _unlink(owner)
     return removed
 
 
-def _owned(path: str, uid: int) -> bool:
+def _taken_over(prefix: str, record: dict, owner: str) -> bool:
+    """True when the prefix's current `locals` segment isn't the recorded owner's: it names other dirs, or it
+    was created after the owner record was written (a new dataset with the same dirs took the prefix)."""
+    current = _locals_of(prefix)
+    if current is None:
+        return False
     try:
-        return os.stat(path).st_uid == uid
+        newer = os.stat(os.path.join(SHM_ROOT, f"{prefix}_locals")).st_mtime_ns > os.stat(owner).st_mtime_ns
     except OSError:
         return False
+    return current != record["locals"] or newer
 
 
 def _unlink(path: str) -> bool:

@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from recipe.data.interleaved import InterleavedDataset
 from recipe.data.pairs import PairsDataset
 from recipe.data.shaping import ShapingDataset
-from recipe.data.shm import clean_stale_shared_memory
+from recipe.data.shm import clean_stale_shared_memory, register_owner
 from recipe.tokens import IGNORE_INDEX
 
 KINDS = {"pairs": PairsDataset, "interleaved": InterleavedDataset}
@@ -119,13 +119,18 @@ def build_source_dataset(name: str, cfg: SourceConfig, tokenizer, image_transfor
         shaping.update(max_images=cfg.max_images, min_images=cfg.min_images, sim_threshold=cfg.sim_threshold,
                        single_image_drop_prob=cfg.single_image_drop_prob, assignment=cfg.assignment,
                        min_image_bytes=cfg.min_image_bytes)
-    return KINDS[cfg.kind](
+    dataset = KINDS[cfg.kind](
         tokenizer=tokenizer, image_transform=image_transform, seed=seed, max_substitutions=max_substitutions,
         streams=streams, batch_size=batch_size or cfg.batch_size,
         epoch_size=epoch_size if epoch_size is not None else cfg.epoch_size,
         shuffle=cfg.shuffle if shuffle is None else shuffle, shuffle_seed=cfg.shuffle_seed,
         num_canonical_nodes=cfg.num_canonical_nodes, shuffle_block_size=cfg.shuffle_block_size,
         predownload=cfg.predownload, cache_limit=cfg.cache_limit, **shaping)
+    if get_local_rank() == 0:
+        # Streaming keeps the prefix private; the owner record lets a later job clean up after a crash.
+        register_owner(dataset._shm_prefix_int,
+                       [os.path.abspath(os.path.join(s.local, s.split)) for s in dataset.streams])
+    return dataset
 
 
 class MultiSourceDataset(IterableDataset):

@@ -2,13 +2,14 @@
 
 usage: resume_worker.py SPEC.json OUT_PREFIX
 SPEC: {"tokenizer_dir", "sources": {name: SourceConfig fields}, "steps", "num_workers", "seed",
-       "load_state": path or null}
+       "load_state": path or null, optional "cache_root", optional "crash": true}
 Writes OUT_PREFIX.rank<R>.json with the per-step `sample_idx` of every source, and (rank 0)
 OUT_PREFIX.state.json with `dataset.state_dict(samples so far in the epoch, True)` as Composer would save it.
 """
 
 import json
 import os
+import signal
 import sys
 
 import torch.distributed as dist
@@ -27,7 +28,8 @@ def main(spec_path: str, out_prefix: str) -> None:
     tok = AutoTokenizer.from_pretrained(spec["tokenizer_dir"])
     tok.add_special_tokens({"additional_special_tokens": [END_OF_CHUNK, IMAGE], "pad_token": PAD})
     spec_loader = build_train_dataloader(spec["sources"], tok, open_clip.image_transform(32, is_train=False),
-                                         seed=spec["seed"], num_workers=spec["num_workers"])
+                                         seed=spec["seed"], num_workers=spec["num_workers"],
+                                         cache_root=spec.get("cache_root"))
     dataset = spec_loader.dataloader.dataset
     if spec["load_state"]:
         dataset.load_state_dict(json.load(open(spec["load_state"])))
@@ -39,6 +41,10 @@ def main(spec_path: str, out_prefix: str) -> None:
             in_epoch += 1
             if len(steps) == spec["steps"]:
                 break
+    if spec.get("crash"):
+        # die like an OOM/scheduler kill: the whole process group (Python's resource tracker included)
+        print("crashing", flush=True)
+        os.killpg(os.getpgid(0), signal.SIGKILL)
     rank = dist.get_rank() if dist.is_initialized() else 0
     with open(f"{out_prefix}.rank{rank}.json", "w") as f:
         json.dump(steps, f)
