@@ -60,6 +60,7 @@ IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # JPEG covers MPO
 # tests can SIGKILL a converter mid-unit at a known point. Unset in normal use.
 _PAUSE_ENV = "FLAMINGO_CONVERT_TEST_PAUSE_AFTER"
 _PROGRESS_EVERY = 64
+MAX_MEMBER_BYTES = 1 << 28  # an archive member larger than this is not read into memory
 
 
 class Reject(Exception):
@@ -100,16 +101,18 @@ def validate_image(data: Optional[bytes], max_pixels: int = DEFAULT_MAX_IMAGE_PI
             raise Reject("image_too_large", str(e)) from None
         except UnidentifiedImageError:
             raise Reject(_unsupported_or_not_image(data)) from None
-        except (OSError, SyntaxError, ValueError, EOFError) as e:
-            raise Reject("image_corrupt", str(e)) from None
+        except Exception as e:  # decoders raise assorted types on malformed data; none may stop a run
+            raise Reject("image_corrupt", f"{type(e).__name__}: {e}") from None
 
 
 def _unsupported_or_not_image(data: bytes) -> str:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
     try:
-        with Image.open(io.BytesIO(data)):  # identification only, nothing is decoded
-            return "image_format_unsupported"
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)):  # identification only, nothing is decoded
+                return "image_format_unsupported"
+    except Exception:
         return "image_not_an_image"
 
 
@@ -208,7 +211,8 @@ def tar_groups(path: str) -> Iterator[tuple[str, dict[str, bytes], Optional[str]
     """Stream a WebDataset tar as (key, {extension: bytes}, problem) groups without touching the filesystem.
 
     The key is the member path up to the first dot of its basename (WebDataset's rule); a repeated extension
-    starts a new group with the same key (the caller rejects it as a duplicate). A broken archive ends with
+    starts a new group with the same key (the caller rejects it as a duplicate). A member over
+    MAX_MEMBER_BYTES flags its group "member_too_large" unread. A broken archive ends with
     its last group flagged "input_truncated" (it may be incomplete) and a ("", {}, reason) entry.
     """
     try:
@@ -216,7 +220,7 @@ def tar_groups(path: str) -> Iterator[tuple[str, dict[str, bytes], Optional[str]
     except (tarfile.TarError, OSError, EOFError):
         yield "", {}, "input_unreadable"
         return
-    key, group = None, {}
+    key, group, problem = None, {}, None
     try:
         with tf:
             for member in tf:
@@ -230,8 +234,11 @@ def tar_groups(path: str) -> Iterator[tuple[str, dict[str, bytes], Optional[str]
                 ext = ext.lower()
                 if member_key != key or ext in group:
                     if key is not None:
-                        yield key, group, None
-                    key, group = member_key, {}
+                        yield key, group, problem
+                    key, group, problem = member_key, {}, None
+                if member.size > MAX_MEMBER_BYTES:
+                    problem = "member_too_large"
+                    continue
                 f = tf.extractfile(member)
                 group[ext] = f.read() if f is not None else b""
     except (tarfile.TarError, OSError, EOFError, zlib.error):
@@ -240,7 +247,7 @@ def tar_groups(path: str) -> Iterator[tuple[str, dict[str, bytes], Optional[str]
         yield "", {}, "input_truncated"
         return
     if key is not None:
-        yield key, group, None
+        yield key, group, problem
 
 
 def iter_json_lines(path: str) -> Iterator[tuple[int, Any, Optional[str]]]:
