@@ -1,0 +1,150 @@
+"""Factories that turn the validated config sections into the objects `composer.Trainer` takes."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+import torch
+from composer.algorithms import GradientClipping
+from composer.callbacks import LRMonitor, MemoryMonitor, RuntimeEstimator, SpeedMonitor
+from composer.loggers import WandBLogger
+from composer.optim import (ConstantWithWarmupScheduler, CosineAnnealingWithWarmupScheduler,
+                            LinearWithWarmupScheduler)
+
+from recipe.config import (CallbacksConfig, DataConfig, LoggersConfig, ModelConfig, OptimizerConfig,
+                           SchedulerConfig, TrainConfig, redact)
+
+
+def build_flamingo_model(cfg: ModelConfig):
+    """-> (Flamingo, tokenizer, image_transform), pretrained weights loaded and frozen parts cast."""
+    from recipe.model import build_flamingo, load_openflamingo_checkpoint
+
+    flamingo, tokenizer, image_transform = build_flamingo(
+        cfg.vision_name, cfg.vision_pretrained, cfg.lm_path, tokenizer_path=cfg.tokenizer_path,
+        cross_attn_every_n_layers=cfg.cross_attn_every_n_layers, decoder_layers_attr=cfg.decoder_layers_attr,
+        freeze_new_embeddings=cfg.freeze_new_embeddings, lm_attn_implementation=cfg.lm_attn_implementation,
+        vision_final_ln=cfg.vision_final_ln, trust_remote_code=cfg.trust_remote_code)
+    if cfg.openflamingo_checkpoint is not None:
+        # Read with torch.load(weights_only=True): a foreign file yields tensors, never code.
+        load_openflamingo_checkpoint(flamingo, cfg.openflamingo_checkpoint)
+    if cfg.frozen_dtype == "bf16":
+        cast_frozen_units(flamingo, torch.bfloat16)
+    return flamingo, tokenizer, image_transform
+
+
+def build_composer_model(flamingo: torch.nn.Module, data: DataConfig, train_spec):
+    from recipe.composer_model import FlamingoComposerModel
+
+    return FlamingoComposerModel(
+        flamingo,
+        loss_multipliers={name: src.loss_multiplier for name, src in data.sources.items()},
+        device_batch_sizes={name: src.batch_size for name, src in data.sources.items()},
+        num_samples_in_batch=train_spec.get_num_samples_in_batch)
+
+
+def cast_frozen_units(flamingo: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Cast every FSDP unit (see `Flamingo.fsdp_wrap_fn`) whose parameters are all frozen: vision blocks
+    and decoder layers. Units stay dtype-uniform, which FSDP requires; the root (embeddings, norms,
+    added-token rows) stays fp32."""
+    for module in flamingo.modules():
+        params = list(module.parameters())
+        if params and module is not flamingo and flamingo.fsdp_wrap_fn(module) \
+                and not any(p.requires_grad for p in params):
+            module.to(dtype)
+
+
+def build_optimizer(model: torch.nn.Module, cfg: OptimizerConfig, on_gpu: bool) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters: weight decay on the gated cross-attention blocks (gates and
+    norms included, as the reference does), none on the Perceiver and the added-token rows."""
+    from recipe.model.cross_attention import GatedCrossAttentionBlock
+
+    decay = {id(p) for m in model.modules() if isinstance(m, GatedCrossAttentionBlock) for p in m.parameters()}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
+        raise ValueError("the model has no trainable parameters")
+    groups = [
+        {"params": [p for p in trainable if id(p) in decay], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in trainable if id(p) not in decay], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
+                             fused=on_gpu or None)
+
+
+_SCHEDULERS = {
+    "constant_with_warmup": lambda c: ConstantWithWarmupScheduler(t_warmup=c.t_warmup),
+    "linear_with_warmup": lambda c: LinearWithWarmupScheduler(t_warmup=c.t_warmup, alpha_f=c.alpha_f),
+    "cosine_with_warmup": lambda c: CosineAnnealingWithWarmupScheduler(t_warmup=c.t_warmup, alpha_f=c.alpha_f),
+}
+
+
+def build_scheduler(cfg: SchedulerConfig):
+    return _SCHEDULERS[cfg.name](cfg)
+
+
+def build_algorithms(cfg: TrainConfig) -> list:
+    clip = cfg.gradient_clipping
+    return [] if clip is None else [GradientClipping(clipping_type=clip.clipping_type,
+                                                     clipping_threshold=clip.clipping_threshold)]
+
+
+def build_callbacks(cfg: CallbacksConfig, tokenizer, image_transform, on_gpu: bool, console: bool) -> list:
+    from recipe.captions import CaptionSamples
+
+    callbacks = []
+    if cfg.speed_monitor is not None:
+        callbacks.append(SpeedMonitor(window_size=cfg.speed_monitor.window_size,
+                                      gpu_flops_available=cfg.speed_monitor.gpu_flops_available))
+    if cfg.lr_monitor:
+        callbacks.append(LRMonitor())
+    if cfg.memory_monitor and on_gpu:  # CUDA memory statistics only
+        callbacks.append(MemoryMonitor())
+    if cfg.runtime_estimator:
+        callbacks.append(RuntimeEstimator())
+    if cfg.captions is not None:
+        c = cfg.captions
+        callbacks.append(CaptionSamples(c.images, tokenizer, image_transform, interval=c.interval, prompt=c.prompt,
+                                        max_new_tokens=c.max_new_tokens, num_beams=c.num_beams,
+                                        print_to_console=console))
+    return callbacks
+
+
+def build_loggers(cfg: LoggersConfig, run_name: str, raw_config: dict[str, Any]) -> list:
+    from recipe.jsonl_logger import JSONLLogger
+
+    loggers = []
+    if cfg.jsonl is not None:
+        loggers.append(JSONLLogger(cfg.jsonl.path.replace("{run_name}", run_name)))
+    if cfg.wandb is not None and cfg.wandb.mode != "disabled":
+        w = cfg.wandb
+        # The resolved config, with credential-looking values masked; environment variables never.
+        init_kwargs = {"mode": w.mode, "config": redact(raw_config)}
+        if w.dir is not None:
+            os.makedirs(w.dir, exist_ok=True)
+            init_kwargs["dir"] = w.dir
+        loggers.append(WandBLogger(project=w.project, entity=w.entity, group=w.group, tags=list(w.tags) or None,
+                                   init_kwargs=init_kwargs))
+    return loggers
+
+
+def build_train_dataloader(cfg: DataConfig, tokenizer, image_transform, seed: int):
+    """The training DataSpec: one step = one per-device batch of every source."""
+    from recipe.data.sources import build_train_dataloader as build
+
+    return build(cfg.sources, tokenizer, image_transform, seed=seed, num_workers=cfg.num_workers,
+                 cache_root=cfg.cache_root, prefetch_factor=cfg.prefetch_factor, pin_memory=cfg.pin_memory,
+                 clean_stale_shm=cfg.clean_stale_shm)
+
+
+def build_evaluators(cfg: DataConfig, tokenizer, image_transform, seed: int) -> list:
+    """One Composer Evaluator per held-out source, scored with that source's loss and perplexity."""
+    from composer.core import Evaluator
+
+    from recipe.data.sources import build_eval_dataloader
+
+    return [Evaluator(label=f"eval_{name}",
+                      dataloader=build_eval_dataloader(name, src, tokenizer, image_transform, seed=seed,
+                                                       num_workers=cfg.num_workers, cache_root=cfg.cache_root,
+                                                       pin_memory=cfg.pin_memory),
+                      metric_names=[f"CrossEntropy/{name}", f"Perplexity/{name}"])
+            for name, src in cfg.sources.items()]

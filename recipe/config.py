@@ -1,0 +1,444 @@
+"""The training configuration: a typed schema (dataclasses) and its validation.
+
+A YAML file plus `dotted.key=value` overrides is loaded with OmegaConf, resolved, and checked against
+`TrainConfig` before anything heavy starts. Every problem becomes a `ConfigError` whose message is one line
+naming the offending key (unknown keys get a did-you-mean). `variables:` is free-form: it only holds
+interpolation anchors (`${variables.x}`) and is not passed on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional, Union
+
+from omegaconf import OmegaConf
+
+
+class ConfigError(ValueError):
+    """A configuration problem, reported to the user as a single line."""
+
+
+# ----------------------------------------------------------------------------------------------- schema
+
+@dataclass
+class ModelConfig:
+    """Arguments of `recipe.model.build_flamingo`, plus how to initialise and store the weights."""
+    vision_name: str = "ViT-L-14"
+    vision_pretrained: Optional[str] = "openai"
+    lm_path: str = "anas-awadalla/mpt-1b-redpajama-200b"
+    tokenizer_path: Optional[str] = None
+    cross_attn_every_n_layers: int = 1
+    decoder_layers_attr: Optional[str] = None
+    freeze_new_embeddings: bool = False
+    lm_attn_implementation: str = "sdpa"
+    vision_final_ln: bool = False
+    # Run the model repo's own Python code (some hub LMs, e.g. MosaicGPT checkpoints, need it). Off by default.
+    trust_remote_code: bool = False
+    # Released OpenFlamingo `checkpoint.pt` (trainable weights only) loaded before the first step; ignored
+    # once the run resumes from its own checkpoints.
+    openflamingo_checkpoint: Optional[str] = None
+    # Store the frozen vision encoder / decoder blocks in bf16 (needs precision amp_bf16): halves their memory.
+    frozen_dtype: Literal["fp32", "bf16"] = "fp32"
+
+
+@dataclass
+class DataConfig:
+    """Named sources (laion, mmc4, ...), each a `recipe.data.SourceConfig`. Training zips one per-device batch
+    of every source into each step; evaluation runs one pass per source."""
+    sources: dict[str, Any] = field(default_factory=dict)
+    num_workers: int = 4
+    prefetch_factor: Optional[int] = 2
+    pin_memory: Optional[bool] = None  # None: on when CUDA is available
+    cache_root: Optional[str] = None  # where URL remotes are cached (default: $TMPDIR/flamingo-cache/<run>)
+    clean_stale_shm: bool = True  # remove Streaming shared memory left by dead processes (train only)
+
+
+@dataclass
+class OptimizerConfig:
+    """torch.optim.AdamW over the trainable parameters; weight decay applies to cross-attention blocks only."""
+    lr: float = 1.0e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1.0e-8
+    weight_decay: float = 0.1
+
+
+@dataclass
+class SchedulerConfig:
+    name: Literal["constant_with_warmup", "linear_with_warmup", "cosine_with_warmup"] = "constant_with_warmup"
+    t_warmup: str = "1875ba"
+    alpha_f: float = 0.0  # final LR multiplier of linear / cosine decay
+
+
+@dataclass
+class GradientClippingConfig:
+    clipping_type: Literal["norm", "value"] = "norm"
+    clipping_threshold: float = 1.0
+
+
+@dataclass
+class FSDPConfig:
+    """The FSDP1 settings we support (a subset of composer's FSDPConfig, with safe defaults)."""
+    sharding_strategy: Literal["FULL_SHARD", "SHARD_GRAD_OP", "HYBRID_SHARD"] = "FULL_SHARD"
+    mixed_precision: Literal["DEFAULT", "PURE", "FULL"] = "DEFAULT"
+    use_orig_params: bool = True
+    activation_checkpointing: bool = False
+    activation_checkpointing_reentrant: bool = False
+    activation_cpu_offload: bool = False
+    state_dict_type: Literal["full", "sharded"] = "sharded"
+    limit_all_gathers: bool = True
+    forward_prefetch: bool = False
+    backward_prefetch: Literal["BACKWARD_PRE", "BACKWARD_POST", "NONE"] = "BACKWARD_PRE"
+    sync_module_states: bool = False
+    data_parallel_shard_degree: int = -1
+    data_parallel_replicate_degree: Optional[int] = None
+    verbose: bool = False
+
+
+@dataclass
+class ParallelismConfig:
+    fsdp: Optional[FSDPConfig] = None
+
+
+@dataclass
+class SpeedMonitorConfig:
+    window_size: int = 10
+    gpu_flops_available: Optional[float] = None  # set for GPUs Composer does not know (MFU is off otherwise)
+
+
+@dataclass
+class CaptionsConfig:
+    """Generate captions for a fixed set of images every `interval` (a W&B table, else console + JSONL)."""
+    images: list[str] = field(default_factory=list)
+    interval: str = "1000ba"
+    prompt: str = "<image>"
+    max_new_tokens: int = 20
+    num_beams: int = 1
+
+
+@dataclass
+class CallbacksConfig:
+    speed_monitor: Optional[SpeedMonitorConfig] = field(default_factory=SpeedMonitorConfig)
+    lr_monitor: bool = True
+    memory_monitor: bool = True
+    runtime_estimator: bool = True
+    captions: Optional[CaptionsConfig] = None
+
+
+@dataclass
+class WandBConfig:
+    project: str = "flamingo-recipe"
+    entity: Optional[str] = None
+    group: Optional[str] = None
+    tags: list[str] = field(default_factory=list)
+    mode: Literal["online", "offline", "disabled"] = "online"
+    dir: Optional[str] = None
+
+
+@dataclass
+class JSONLConfig:
+    path: str = "runs/{run_name}/metrics.jsonl"  # `{run_name}` is filled in
+
+
+@dataclass
+class LoggersConfig:
+    wandb: Optional[WandBConfig] = None
+    jsonl: Optional[JSONLConfig] = field(default_factory=JSONLConfig)
+
+
+@dataclass
+class TrainConfig:
+    run_name: str
+    model: ModelConfig
+    train_data: DataConfig
+    max_duration: str
+    device_train_microbatch_size: int
+    variables: dict[str, Any] = field(default_factory=dict)
+    seed: int = 42
+    eval_data: Optional[DataConfig] = None
+    eval_interval: str = "2000ba"
+    eval_subset_num_batches: int = -1
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    gradient_clipping: Optional[GradientClippingConfig] = field(default_factory=GradientClippingConfig)
+    precision: Literal["fp32", "amp_bf16", "amp_fp16"] = "amp_bf16"
+    device: Optional[Literal["cpu", "gpu"]] = None
+    parallelism_config: Optional[ParallelismConfig] = None
+    dist_timeout: float = 600.0
+    save_folder: Optional[str] = None
+    save_interval: str = "1000ba"
+    save_num_checkpoints_to_keep: int = 1
+    save_overwrite: bool = False
+    autoresume: bool = False
+    load_path: Optional[str] = None
+    load_weights_only: bool = True
+    log_to_console: bool = True
+    console_log_interval: str = "10ba"
+    progress_bar: bool = False
+    callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
+    loggers: LoggersConfig = field(default_factory=LoggersConfig)
+
+
+# ------------------------------------------------------------------------------------------ validation
+
+def _type_name(tp) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    if origin is not None:
+        return getattr(origin, "__name__", str(tp))
+    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
+
+
+def _describe(value) -> str:
+    return f"{type(value).__name__} {value!r}" if not isinstance(value, (dict, list)) else type(value).__name__
+
+
+def _build(tp, value, path: str):
+    """Check `value` against the type `tp` and return it converted (dataclasses instantiated)."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _build(arg, value, path)
+            except ConfigError as e:
+                errors.append(e)
+        if len(errors) == 1:
+            raise errors[0]
+        raise ConfigError(f"{path}: expected {_type_name(tp)}, got {_describe(value)}")
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            close = difflib.get_close_matches(str(value), [str(a) for a in typing.get_args(tp)], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{path}: expected one of {_type_name(tp)}, got {value!r}{hint}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {_describe(value)}")
+        return build_dataclass(tp, value, path)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {_describe(value)}")
+        (item,) = typing.get_args(tp) or (Any,)
+        return [_build(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {_describe(value)}")
+        _, item = typing.get_args(tp) or (str, Any)
+        return {str(k): _build(item, v, f"{path}.{k}") for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {_describe(value)}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {_describe(value)}")
+        return value
+    if tp in (str, bool):
+        if not isinstance(value, tp):
+            raise ConfigError(f"{path}: expected {tp.__name__}, got {_describe(value)}")
+        return value
+    raise TypeError(f"unsupported schema type {tp!r} at {path}")
+
+
+def build_dataclass(cls, values: dict, path: str = ""):
+    """Instantiate dataclass `cls` from a plain mapping, rejecting unknown keys and mistyped values."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    prefix = f"{path}." if path else ""
+    for key in values:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else f" (known keys: {', '.join(fields)})"
+            raise ConfigError(f"unknown key '{prefix}{key}'{hint}")
+    kwargs = {}
+    for name, f in fields.items():
+        if name in values:
+            kwargs[name] = _build(hints[name], values[name], prefix + name)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"missing required key '{prefix}{name}'")
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:  # a dataclass' own __post_init__ checks
+        raise ConfigError(f"{path or 'config'}: {str(e).splitlines()[0]}") from None
+
+
+# --------------------------------------------------------------------------------------------- loading
+
+def load_config(yaml_path: str, overrides: list[str] | None = None) -> dict:
+    """YAML + `dotted.key=value` overrides -> one resolved plain dict."""
+    if not os.path.isfile(yaml_path):
+        raise ConfigError(f"config file not found: {yaml_path}")
+    try:
+        cfg = OmegaConf.load(yaml_path)
+        for item in overrides or []:
+            if "=" not in item:
+                raise ConfigError(f"override '{item}' is not of the form dotted.key=value")
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides or [])))
+        return OmegaConf.to_container(cfg, resolve=True)
+    except ConfigError:
+        raise
+    except Exception as e:  # YAML syntax errors, bad interpolations
+        raise ConfigError(f"{yaml_path}: {' '.join(str(e).split())}") from None
+
+
+def _looks_local(path: str) -> bool:
+    """Hub ids look like `org/name`; anything with a scheme is remote; the rest is a local path."""
+    if "://" in path:
+        return False
+    return path.startswith(("/", ".", "~")) or path.count("/") != 1 or os.path.exists(path)
+
+
+def _check_exists(path: Optional[str], key: str, what: str = "path"):
+    if path is not None and "://" not in path and not os.path.exists(os.path.expanduser(path)):
+        raise ConfigError(f"{key}: {what} does not exist: {path}")
+
+
+def _duration_units(value: str, key: str, allowed: tuple[str, ...] = ("ba",)) -> int:
+    from composer.core import Time
+    try:
+        t = Time.from_timestring(value)
+    except (ValueError, TypeError):
+        raise ConfigError(f"{key}: not a duration like '1000ba': {value!r}") from None
+    if t.unit.value not in allowed:
+        raise ConfigError(f"{key}: use {' or '.join(allowed)} units (streaming epochs are huge), got {value!r}")
+    return t.value
+
+
+def _source_config_class():
+    from recipe.data.sources import SourceConfig
+    return SourceConfig
+
+
+def validate(raw: dict) -> TrainConfig:
+    """Check a resolved config dict against the schema and cross-key rules; returns the typed config."""
+    cfg: TrainConfig = build_dataclass(TrainConfig, raw)
+    source_cls = _source_config_class()
+    for loader_key in ("train_data", "eval_data"):
+        data: Optional[DataConfig] = getattr(cfg, loader_key)
+        if data is None:
+            continue
+        if not data.sources:
+            raise ConfigError(f"{loader_key}.sources: at least one source is required")
+        data.sources = {name: _build(source_cls, src, f"{loader_key}.sources.{name}")
+                        for name, src in data.sources.items()}
+        for name, src in data.sources.items():
+            _check_source(src, f"{loader_key}.sources.{name}")
+    if cfg.eval_data is not None and set(cfg.eval_data.sources) - set(cfg.train_data.sources):
+        extra = sorted(set(cfg.eval_data.sources) - set(cfg.train_data.sources))
+        raise ConfigError(f"eval_data.sources: {extra} are not training sources (losses are per training source)")
+
+    mb = cfg.device_train_microbatch_size
+    sizes = {name: src.batch_size for name, src in cfg.train_data.sources.items()}
+    largest = max(sizes.values())
+    if mb <= 0 or largest % mb:
+        raise ConfigError(f"device_train_microbatch_size={mb} must divide the largest per-device source batch "
+                          f"({largest}; batch sizes {sizes})")
+    chunks = largest // mb  # recipe.data.split_batch cuts every source into this many chunks
+    for name, size in sizes.items():
+        if size % chunks:
+            raise ConfigError(f"train_data.sources.{name}.batch_size={size} does not split into the {chunks} "
+                              f"microbatches that device_train_microbatch_size={mb} makes (batch sizes {sizes})")
+
+    _duration_units(cfg.max_duration, "max_duration")
+    _duration_units(cfg.scheduler.t_warmup, "scheduler.t_warmup")
+    _duration_units(cfg.save_interval, "save_interval")
+    _duration_units(cfg.eval_interval, "eval_interval")
+    _duration_units(cfg.console_log_interval, "console_log_interval")
+    if cfg.callbacks.captions is not None:
+        _duration_units(cfg.callbacks.captions.interval, "callbacks.captions.interval")
+        if not cfg.callbacks.captions.images:
+            raise ConfigError("callbacks.captions.images: list at least one image file")
+        for i, image in enumerate(cfg.callbacks.captions.images):
+            _check_exists(image, f"callbacks.captions.images[{i}]", "image file")
+
+    if len(cfg.optimizer.betas) != 2:
+        raise ConfigError(f"optimizer.betas: expected two numbers, got {cfg.optimizer.betas}")
+    if cfg.model.vision_name.startswith("local-dir:"):
+        _check_exists(cfg.model.vision_name[len("local-dir:"):], "model.vision_name", "open_clip model folder")
+    for key in ("lm_path", "tokenizer_path"):
+        value = getattr(cfg.model, key)
+        if value is not None and _looks_local(value):
+            _check_exists(value, f"model.{key}", "local model folder")
+    _check_exists(cfg.model.openflamingo_checkpoint, "model.openflamingo_checkpoint", "checkpoint file")
+    if cfg.load_path is not None and not cfg.autoresume:
+        _check_exists(cfg.load_path, "load_path", "checkpoint")
+
+    device = cfg.device or ("gpu" if _cuda_available() else "cpu")
+    if device == "cpu" and cfg.precision != "fp32":
+        raise ConfigError(f"precision: CPU training supports only fp32, got {cfg.precision!r} (set precision=fp32)")
+    if cfg.model.frozen_dtype == "bf16" and cfg.precision != "amp_bf16":
+        raise ConfigError("model.frozen_dtype: bf16 frozen weights need precision amp_bf16")
+    fsdp = cfg.parallelism_config.fsdp if cfg.parallelism_config else None
+    if fsdp is not None:
+        if device == "cpu":
+            raise ConfigError("parallelism_config.fsdp: FSDP needs CUDA GPUs; drop it for CPU runs (DDP is used)")
+        if not fsdp.use_orig_params:
+            raise ConfigError("parallelism_config.fsdp.use_orig_params: must be true (frozen and trainable "
+                              "parameters, two weight-decay groups)")
+        if fsdp.activation_checkpointing and fsdp.activation_checkpointing_reentrant:
+            raise ConfigError("parallelism_config.fsdp.activation_checkpointing_reentrant: must be false "
+                              "(reentrant checkpoints drop gradients of blocks whose inputs are frozen)")
+        if fsdp.sharding_strategy == "HYBRID_SHARD" and not fsdp.data_parallel_replicate_degree:
+            raise ConfigError("parallelism_config.fsdp.data_parallel_replicate_degree: HYBRID_SHARD needs it "
+                              "(number of nodes)")
+    if cfg.autoresume and cfg.save_folder is None:
+        raise ConfigError("autoresume: needs save_folder (where the run's checkpoints live)")
+    if cfg.save_num_checkpoints_to_keep == 0 and (cfg.save_folder is None or "://" not in cfg.save_folder):
+        raise ConfigError("save_num_checkpoints_to_keep: 0 keeps no local checkpoint; use it only with a "
+                          "remote save_folder")
+    return cfg
+
+
+def _check_source(src, key: str):
+    """Local MDS roots must exist and be complete (index.json is written last)."""
+    for name, stream in src.streams.items():
+        if "://" in stream.remote:
+            continue
+        _check_exists(stream.remote, f"{key}.streams.{name}.remote", "MDS folder")
+        if not os.path.isfile(os.path.join(stream.remote, "index.json")):
+            raise ConfigError(f"{key}.streams.{name}.remote: no index.json in {stream.remote} (not an MDS root, "
+                              "or its conversion did not finish)")
+
+
+def _cuda_available() -> bool:
+    import torch
+    return torch.cuda.is_available()
+
+
+def redact(obj, _key: str = ""):
+    """A copy of a config container with credential-looking values replaced, for logs and W&B."""
+    if isinstance(obj, dict):
+        return {k: ("***" if _is_secret_key(str(k)) and v is not None else redact(v, str(k)))
+                for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [redact(v) for v in obj]
+    return obj
+
+
+_SECRET_WORDS = ("secret", "password", "passwd", "token", "api_key", "apikey", "access_key", "credential",
+                 "private_key", "auth")
+
+
+def _is_secret_key(key: str) -> bool:
+    k = key.lower()
+    # `tokenizer_path`, `max_new_tokens` and friends are not secrets.
+    if k.startswith("tokenizer") or k.endswith("tokens") or k in ("max_new_tokens",):
+        return False
+    return any(word in k for word in _SECRET_WORDS)
