@@ -110,9 +110,12 @@ def test_openflamingo_mmc4_tars(tmp_path):
     members = [("k0.json", json.dumps(doc_plain).encode()), ("k1.json", json.dumps(doc_repr).encode()),
                ("k2.json", json.dumps(doc_gpt).encode()), ("k3.json", b"\xff{"), ("k4.txt", b"no json")]
     tar = write_tar(str(tmp_path / "000000000.tar"), members)
+    (tmp_path / "000000001.tar").write_bytes(b"")  # a failed download
+    (tmp_path / "000000002.tar").write_bytes(b"\x00" * 7 + b"garbage")
     out = tmp_path / "out"
-    report = mmc4_to_mds.convert_mmc4([tar], str(out), progress_bar=False)
+    report = mmc4_to_mds.convert_mmc4([str(tmp_path / "*.tar")], str(out), progress_bar=False)
     assert report["samples_written"] == 2
+    assert report["input_errors"] == {"input_unreadable": 2}
     assert report["rejected"] == {"chatgpt_document": 1, "json_malformed": 1, "json_missing": 1}
     assert report["images_dropped"] == {"image_missing": 1, "image_base64_invalid": 1}
     check_documents(read_mds(str(out)), files, {"k0": (doc_plain, [0]), "k1": (doc_repr, [0])})
