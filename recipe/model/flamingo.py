@@ -15,7 +15,8 @@ class Flamingo(nn.Module):
     """`lang_encoder` must already carry the added-token embeddings (`embeddings.add_token_embeddings`).
 
     Parameter names (for optimizer groups): `perceiver.*`; `lang_encoder.<layers>.<i>.gated_cross_attn_layer.*`;
-    `*.new_token_weight` / `*.new_token_bias` (added-token rows). Everything else is frozen.
+    `*.new_token_weight` / `*.new_token_bias` (added-token rows). `build_flamingo` freezes everything else
+    (the vision tower freezes itself).
     """
 
     def __init__(self, vision_encoder: VisionEncoder, lang_encoder: nn.Module, media_token_id: int,

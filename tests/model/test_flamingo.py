@@ -173,3 +173,26 @@ def test_decoder_layer_discovery_and_override(lm_dir_factory):
         find_decoder_layers(lm)
     with pytest.raises(RuntimeError, match="without media"):
         lm(input_ids=torch.tensor([[1, 2]]))
+
+
+def test_special_tokens_order_and_pad(build, tokenizer_dir, lm_dir_factory, vision_name, tmp_path):
+    from PIL import Image
+    from transformers import AutoTokenizer
+
+    from recipe.model import build_flamingo
+    from recipe.tokens import END_OF_CHUNK, IMAGE, PAD
+
+    model, tok = build("llama")
+    base = len(AutoTokenizer.from_pretrained(tokenizer_dir))
+    assert tok.convert_tokens_to_ids([END_OF_CHUNK, IMAGE, PAD]) == [base, base + 1, base + 2]
+    assert (model.eoc_token_id, model.media_token_id, tok.pad_token_id) == (base, base + 1, base + 2)
+    # A tokenizer that already has a pad token gets no <PAD>.
+    padded = AutoTokenizer.from_pretrained(tokenizer_dir)
+    padded.pad_token = padded.eos_token
+    padded.save_pretrained(tmp_path)
+    model2, tok2, transform = build_flamingo(vision_name, None, lm_dir_factory("llama"), str(tmp_path))
+    assert len(tok2) == base + 2 and PAD not in tok2.get_vocab()
+    images = torch.stack([transform(Image.new("RGB", (50, 40)))])
+    assert images.shape == (1, 3, 32, 32)  # open_clip's val transform at the tower's image size
+    logits = model2.eval()(images.unsqueeze(0), tok2("<image>red", return_tensors="pt").input_ids).logits
+    assert logits.shape[-1] == base + 2
