@@ -619,8 +619,8 @@ def convert(spec_module: str, inputs: Iterable[str], output: str, *, workers: in
 
     Resumable: published units with matching settings are reused. With `max_samples`, units are converted
     in input order in this process, each capped at what is still missing, so the subset is deterministic.
-    `dedup_across_inputs` keeps every key seen in memory: turn it off for billions of keys that are unique by
-    construction (img2dataset keys are); duplicates inside one input are always rejected.
+    `dedup_across_inputs` keeps every key in memory (~100 bytes each): turn it off for billions of keys that are
+    unique by construction (img2dataset keys are); duplicates inside one input are always rejected.
     """
     from streaming.base.util import bytes_to_int
     from tqdm import tqdm
@@ -653,7 +653,7 @@ def convert(spec_module: str, inputs: Iterable[str], output: str, *, workers: in
             marker = out.read_json(f"parts/{unit}/{MARKER}")
             if (marker is not None and marker.get("input") == url
                     and marker.get("input_version") == input_version(url)):
-                markers[url] = marker
+                markers[url] = _keep_keys(marker, dedup_across_inputs)
     reused = set(markers)
     bar = tqdm(desc=f"convert {spec.name}", unit=" samples", disable=not progress_bar, smoothing=0.1,
                dynamic_ncols=True, file=sys.stderr)
@@ -661,7 +661,7 @@ def convert(spec_module: str, inputs: Iterable[str], output: str, *, workers: in
         todo = [(i, u) for i, u in enumerate(urls) if u not in markers or markers[u]["fingerprint"]
                 != _fingerprint(job, None, set(markers[u]["excluded"]))]
         for marker in _run_parallel(job, todo, workers, bar):
-            markers[marker["input"]] = marker
+            markers[marker["input"]] = _keep_keys(marker, dedup_across_inputs)
             reused.discard(marker["input"])
 
     # Finalize in input order: caps for --max-samples and cross-unit duplicate keys, first occurrence wins.
@@ -679,12 +679,13 @@ def convert(spec_module: str, inputs: Iterable[str], output: str, *, workers: in
                 markers[url] = marker
                 reused.discard(url)
                 _log_unit(bar, marker)
-            dup = seen.intersection(marker["keys"])
+            dup = seen.intersection(marker.get("keys", ()))
             if not dup:
                 break
             exclude |= dup
         if dedup_across_inputs:
             seen.update(marker["keys"])
+        marker.pop("keys", None)  # held once, in `seen`
         included.append(marker)
         if remaining is not None:
             remaining -= marker["written"]
@@ -705,6 +706,12 @@ def convert(spec_module: str, inputs: Iterable[str], output: str, *, workers: in
         shutil.rmtree(staging, ignore_errors=True)
     print(_summary(report), file=sys.stderr, flush=True)
     return report
+
+
+def _keep_keys(marker: dict, keep: bool) -> dict:
+    if not keep:
+        marker.pop("keys", None)
+    return marker
 
 
 def _run_parallel(job: Job, todo: list[tuple[int, str]], workers: int, bar: Any) -> Iterator[dict]:

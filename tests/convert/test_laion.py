@@ -147,3 +147,12 @@ def test_oversized_member_is_rejected_unread(tmp_path, monkeypatch):
     write_tar(str(tmp_path / "0.tar"), laion_members("a", small, b"small") + laion_members("b", large, b"large"))
     report = laion_to_mds.convert_laion([str(tmp_path / "0.tar")], str(tmp_path / "out"), progress_bar=False)
     assert report["samples_written"] == 1 and report["rejected"] == {"member_too_large": 1}
+
+
+def test_cross_input_dedup_can_be_turned_off(laion_inputs, tmp_path):
+    src, parquet, good, expected = laion_inputs
+    report = laion_to_mds.main(["--input", str(src), "--output", str(tmp_path / "out"), "--no-progress",
+                                "--max-image-pixels", "10000", "--no-cross-input-dedup", "--workers", "2"])
+    assert report["rejected"]["duplicate_key"] == 1  # only the repeat inside 00000.tar
+    keys = [s["key"] for s in read_mds(str(tmp_path / "out"))]
+    assert len(keys) == 9 and keys.count("000000001") == 2
