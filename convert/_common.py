@@ -60,6 +60,7 @@ IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # JPEG covers MPO
 # tests can SIGKILL a converter mid-unit at a known point. Unset in normal use.
 _PAUSE_ENV = "FLAMINGO_CONVERT_TEST_PAUSE_AFTER"
 _PROGRESS_EVERY = 64
+_EXAMPLES_PER_REASON = 5  # rejected keys kept per reason, so a report says which records to look at
 MAX_MEMBER_BYTES = 1 << 28  # an archive member larger than this is not read into memory
 
 
@@ -69,6 +70,7 @@ class Reject(Exception):
     def __init__(self, reason: str, detail: str = ""):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
+        self.detail = detail
 
 
 # ----------------------------------------------------------------------------------------------- validation
@@ -77,7 +79,6 @@ class Reject(Exception):
 class ImageInfo:
     width: int
     height: int
-    format: str
 
 
 def validate_image(data: Optional[bytes], max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> ImageInfo:
@@ -94,9 +95,8 @@ def validate_image(data: Optional[bytes], max_pixels: int = DEFAULT_MAX_IMAGE_PI
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as img:
-                fmt = img.format or ""
                 img.load()  # raises on truncated / corrupt data, which open() alone does not read
-                return ImageInfo(int(img.width), int(img.height), fmt)
+                return ImageInfo(int(img.width), int(img.height))
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
             raise Reject("image_too_large", str(e)) from None
         except UnidentifiedImageError:
@@ -492,8 +492,13 @@ class UnitStats:
     images_dropped: Counter = dataclasses.field(default_factory=Counter)
     input_errors: Counter = dataclasses.field(default_factory=Counter)
 
-    def reject(self, reason: str) -> None:
+    examples: dict = dataclasses.field(default_factory=dict)
+
+    def reject(self, reason: str, key: str = "", detail: str = "") -> None:
         self.rejected[reason] += 1
+        kept = self.examples.setdefault(reason, [])
+        if len(kept) < _EXAMPLES_PER_REASON:
+            kept.append({"key": key, "detail": detail[:200]})
 
     def drop_image(self, reason: str) -> None:
         self.images_dropped[reason] += 1
@@ -504,7 +509,8 @@ class Spec:
     """What a converter script contributes: its schema, its input types and a record reader.
 
     `read(path, url, options, stats)` yields MDS sample dicts (each with a "key") for one input file, calling
-    `stats.reject(reason)` for every record it drops and incrementing `stats.records_read` per record.
+    `stats.reject(reason, key, detail)` for every record it drops and incrementing `stats.records_read` per
+    record.
     """
     name: str
     columns: dict[str, str]
@@ -556,7 +562,7 @@ def convert_unit(job: Job, url: str, cap: Optional[int], exclude: set[str], unit
         for sample in spec.read(path, url, job.options, stats):
             key = sample["key"]
             if key in seen or key in exclude:
-                stats.reject("duplicate_key")
+                stats.reject("duplicate_key", key)
                 continue
             seen.add(key)
             writer.write(sample)
@@ -578,7 +584,7 @@ def convert_unit(job: Job, url: str, cap: Optional[int], exclude: set[str], unit
         "unit": unit, "input": url, "input_version": version, "fingerprint": _fingerprint(job, cap, exclude),
         "cap": cap, "excluded": sorted(exclude), "records_read": stats.records_read, "written": stats.written,
         "rejected": dict(stats.rejected), "images_dropped": dict(stats.images_dropped),
-        "input_errors": dict(stats.input_errors), "keys": keys, "index": index,
+        "input_errors": dict(stats.input_errors), "reject_examples": stats.examples, "keys": keys, "index": index,
         "bytes": sum(s["raw_data"]["bytes"] for s in index["shards"]),
     }
     with open(os.path.join(staged, MARKER), "w") as f:
@@ -770,6 +776,11 @@ def _report(spec: Spec, urls: list[str], included: list[dict], out: Output, job:
         return dict(sorted(c.items()))
 
     written = sum(m["written"] for m in included)
+    examples: dict = {}
+    for m in included:
+        for reason, kept in m["reject_examples"].items():
+            room = _EXAMPLES_PER_REASON - len(examples.setdefault(reason, []))
+            examples[reason] += [{"input": m["input"], **e} for e in kept[:room]]
     return {
         "converter": spec.name,
         "output": out.url,
@@ -781,6 +792,7 @@ def _report(spec: Spec, urls: list[str], included: list[dict], out: Output, job:
         "samples_written": written,
         "rejected": total("rejected"),
         "rejected_total": sum(sum(m["rejected"].values()) for m in included),
+        "reject_examples": dict(sorted(examples.items())),
         "images_dropped": total("images_dropped"),
         "input_errors": total("input_errors"),
         "bytes_written": sum(m["bytes"] for m in included),

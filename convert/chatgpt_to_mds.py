@@ -103,7 +103,7 @@ def read(path: str, url: str, options: dict, stats: UnitStats) -> Iterator[dict]
                 raise Reject(problem)
             yield chatgpt_document(doc, key, options, stats)
         except Reject as r:
-            stats.reject(r.reason)
+            stats.reject(r.reason, key, r.detail)
 
 
 SPEC = Spec(name="chatgpt", columns=INTERLEAVED_COLUMNS, suffixes=(".json", ".jsonl", ".tar"), read=read)

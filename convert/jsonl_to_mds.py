@@ -85,19 +85,20 @@ def read(path: str, url: str, options: dict, stats: UnitStats) -> Iterator[dict]
     stem = url.rstrip("/").rsplit("/", 1)[-1].split(".")[0]
     for line, obj, problem in iter_json_lines(path):
         stats.records_read += 1
+        key = f"{stem}/{line}"
         try:
             if problem:
                 raise Reject(problem)
             if not isinstance(obj, dict):
                 raise Reject("json_malformed", "line is not an object")
             own = obj.get("key")
-            key = own if isinstance(own, str) and own else f"{stem}/{line}"
+            key = own if isinstance(own, str) and own else key
             if options["kind"] == "pairs":
                 yield pair_line(obj, key, root, options)
             else:
                 yield interleaved_line(obj, key, root, options, stats)
         except Reject as r:
-            stats.reject(r.reason)
+            stats.reject(r.reason, key, r.detail)
 
 
 PAIRS_SPEC = Spec(name="jsonl-pairs", columns=PAIRS_COLUMNS, suffixes=(".jsonl",), read=read)

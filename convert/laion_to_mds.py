@@ -58,7 +58,7 @@ def _read_tar(path: str, stats: UnitStats, options: dict) -> Iterator[dict]:
                 caption = check_text(meta["caption"], "caption")
             yield _pair(key, image, caption, meta, options)
         except Reject as r:
-            stats.reject(r.reason)
+            stats.reject(r.reason, key, r.detail)
 
 
 def _read_parquet(path: str, stats: UnitStats, options: dict) -> Iterator[dict]:
@@ -90,7 +90,7 @@ def _read_parquet(path: str, stats: UnitStats, options: dict) -> Iterator[dict]:
                 caption = check_text(rec.get(caption_col) if caption_col else None, "caption")
                 yield _pair(key, image, caption, rec, options)
             except Reject as r:
-                stats.reject(r.reason)
+                stats.reject(r.reason, key, r.detail)
 
 
 def read(path: str, url: str, options: dict, stats: UnitStats) -> Iterator[dict]:

@@ -139,7 +139,7 @@ def read(path: str, url: str, options: dict, stats: UnitStats) -> Iterator[dict]
                     raise Reject("json_malformed") from None
                 yield mmc4_document(doc, key, base64_image_source, options, stats)
             except Reject as r:
-                stats.reject(r.reason)
+                stats.reject(r.reason, key, r.detail)
         return
     if not options.get("image_dir"):
         raise ValueError("MMC4 .jsonl/.jsonl.zip input needs --image-dir (the downloaded images)")
@@ -154,7 +154,7 @@ def read(path: str, url: str, options: dict, stats: UnitStats) -> Iterator[dict]
                 raise Reject(problem)
             yield mmc4_document(doc, f"{stem}/{line}", load, options, stats)
         except Reject as r:
-            stats.reject(r.reason)
+            stats.reject(r.reason, f"{stem}/{line}", r.detail)
 
 
 SPEC = Spec(name="mmc4", columns=INTERLEAVED_COLUMNS, suffixes=(".jsonl", ".jsonl.zip", ".zip", ".tar"), read=read)

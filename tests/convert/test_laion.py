@@ -76,6 +76,8 @@ def test_laion_counts_and_byte_exact_round_trip(laion_inputs, tmp_path):
     assert report["samples_written"] == len(good) == 10
     assert report["rejected"] == expected
     assert report["input_errors"] == {"input_truncated": 1}
+    assert {e["key"] for e in report["reject_examples"]["image_corrupt"]} == {"000000003", "000030002"}
+    assert report["reject_examples"]["duplicate_key"][0]["key"] in ("000000000", "000000001")
     assert report["records_read"] == len(good) + sum(expected.values())
     assert report["inputs_read"] == 4
     on_disk = json.loads((out / "conversion_report.json").read_text())
