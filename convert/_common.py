@@ -816,9 +816,12 @@ def _summary(r: dict) -> str:
 
 # --------------------------------------------------------------------------------------------------- CLI
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Flag defaults shown, the script's docstring (with its example command) kept as written."""
+
+
 def base_parser(description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=description, formatter_class=_HelpFormatter)
     p.add_argument("--output", required=True,
                    help="output root: a local folder or s3://bucket/prefix (S3_ENDPOINT_URL for S3-compatible stores)")
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)),
@@ -830,7 +833,7 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--max-image-pixels", type=int, default=DEFAULT_MAX_IMAGE_PIXELS,
                    help="decompression-bomb limit: images with more pixels are rejected")
     p.add_argument("--staging-dir", default=None,
-                   help="local scratch folder for s3:// outputs (default: the system temp dir)")
+                   help="local scratch folder for s3:// outputs (None: the system temp dir)")
     p.add_argument("--no-cross-input-dedup", action="store_true",
                    help="only reject duplicate keys within one input file (saves memory on billions of keys)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -117,7 +117,7 @@ def convert_chatgpt(inputs: list[str], output: str, **kwargs: Any) -> dict:
 
 
 def main(argv: Optional[list[str]] = None) -> dict:
-    p = base_parser(__doc__.splitlines()[0])
+    p = base_parser(__doc__)
     p.add_argument("--input", nargs="+", required=True,
                    help=".json/.jsonl files or .tar shards of ChatGPT sequences: paths, folders, globs or {a..b} "
                         "brace patterns (local or s3://)")

@@ -117,7 +117,7 @@ def convert_jsonl(inputs: list[str], output: str, kind: str, image_root: Optiona
 
 
 def main(argv: Optional[list[str]] = None) -> dict:
-    p = base_parser(__doc__.splitlines()[0])
+    p = base_parser(__doc__)
     p.add_argument("--kind", choices=sorted(SPECS), required=True, help="line shape, and so the output schema")
     p.add_argument("--input", nargs="+", required=True,
                    help=".jsonl files: paths, folders, globs or {a..b} brace patterns (local or s3://)")

@@ -126,7 +126,7 @@ def _prefer_tars(inputs: list[str]) -> list[str]:
 
 
 def main(argv: Optional[list[str]] = None) -> dict:
-    p = base_parser(__doc__.splitlines()[0])
+    p = base_parser(__doc__)
     p.add_argument("--input", nargs="+", required=True,
                    help="img2dataset .tar shards or parquet files: paths, folders, globs or {a..b} brace patterns "
                         "(local or s3://)")

@@ -1,4 +1,4 @@
-"""Convert MMC4 document shards (+ downloaded images) or OpenFlamingo's MMC4 WebDataset tars to the
+r"""Convert MMC4 document shards (+ downloaded images) or OpenFlamingo's MMC4 WebDataset tars to the
 `interleaved` MDS schema (kind=mmc4).
 
     python convert/mmc4_to_mds.py --input '/data/mmc4/docs_shard_{0..23098}_v2.jsonl.zip' \
@@ -170,7 +170,7 @@ def convert_mmc4(inputs: list[str], output: str, image_dir: Optional[str] = None
 
 
 def main(argv: Optional[list[str]] = None) -> dict:
-    p = base_parser(__doc__.splitlines()[0])
+    p = base_parser(__doc__)
     p.add_argument("--input", nargs="+", required=True,
                    help="MMC4 .jsonl/.jsonl.zip shards or OpenFlamingo MMC4 .tar shards: paths, folders, globs or "
                         "{a..b} brace patterns (local or s3://)")
