@@ -57,12 +57,12 @@ class ShapingDataset(StreamingDataset):
 
     def __init__(self, *, tokenizer, image_transform: Callable[[Image.Image], torch.Tensor], seed: int = 0,
                  max_substitutions: int = 64, **streaming_kwargs: Any):
+        self.image_id, self.eoc_id = special_token_ids(tokenizer)  # fail before Streaming sets up shared memory
         super().__init__(**streaming_kwargs)
         self.tokenizer = tokenizer
         self.image_transform = image_transform
         self.seed = seed
         self.max_substitutions = max_substitutions
-        self.image_id, self.eoc_id = special_token_ids(tokenizer)
         # Set in each iterating process by `_resume_incr_epoch`; 0 for direct indexing (inspection).
         self.current_epoch = 0
         self.resumed_sample_in_epoch = 0

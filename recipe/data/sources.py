@@ -151,6 +151,11 @@ class MultiSourceDataset(IterableDataset):
         return self.steps_per_epoch
 
     @property
+    def rejection_reasons(self) -> dict[str, tuple[str, ...]]:
+        """Per source, the reason names of the columns of its batches' `rejected` counts."""
+        return {n: ds.REASONS for n, ds in self.datasets.items()}
+
+    @property
     def samples_per_step(self) -> int:
         """Global samples of all sources in one step (what Composer adds to sample_in_epoch per step)."""
         return sum(self.global_batch.values())
@@ -280,7 +285,7 @@ def build_eval_dataloader(name: str, source: SourceConfig | dict, tokenizer, ima
     cfg = source if isinstance(source, SourceConfig) else SourceConfig(**source)
     root = cache_root or default_cache_root()
     dataset = build_source_dataset(name, cfg, tokenizer, image_transform, seed=seed, cache_root=root,
-                                   split="eval", shuffle=False, epoch_size=0,
+                                   split="eval", shuffle=False, epoch_size=0,  # 0: all of the data
                                    max_substitutions=max_substitutions)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, num_workers=num_workers,
                         collate_fn=_SourceCollate(name, dataset), drop_last=False,

@@ -27,8 +27,10 @@ def step_batch(sources, flamingo_tokenizer, image_transform):
 
 
 def test_batch_format(step_batch, flamingo_tokenizer):
-    _, batch = step_batch
+    spec, batch = step_batch
     laion, mmc4 = batch["laion"], batch["mmc4"]
+    reasons = spec.dataloader.dataset.rejection_reasons
+    assert laion["rejected"].shape == (4, len(reasons["laion"])) and mmc4["rejected"].shape == (2, len(reasons["mmc4"]))
     assert set(laion) == set(mmc4) == {"input_ids", "attention_mask", "labels", "images", "num_images", "sample_idx",
                                        "rejected"}
     assert laion["images"].shape == (4, 1, 3, 32, 32) and laion["input_ids"].shape[1] <= 32
