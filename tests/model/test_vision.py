@@ -1,5 +1,6 @@
 """The vision tower: old (un-normalised) patch tokens, frozen, eval-only, encodes real images only."""
 
+import pytest
 import torch
 
 from recipe.model.vision import VisionEncoder
@@ -64,8 +65,6 @@ def test_encodes_only_real_images(build):
 
 
 def test_wrapper_rejects_attention_pooled_towers():
-    import pytest
-
     class Pooled(torch.nn.Module):
         attn_pool = torch.nn.Identity()
 
