@@ -1,7 +1,7 @@
 """Data-loading throughput: the recipe's Streaming loader vs a WebDataset baseline with the reference's
 preprocessing, per source, at several worker counts, on the same synthetic samples.
 
-    python bench/dataloader.py --workers 1 2 --laion 1536 --mmc4 384 --out bench_dataloader.json
+    python bench/dataloader.py --workers 1 2 --laion 1536 --mmc4 384 --out runs/bench_dataloader.json
 
 Writes (once, then reuses) a synthetic corpus at realistic sizes (bench/synthetic.py: JPEGs of ~30-100 KB at
 256-512 px; MMC4-like documents with 2-6 images and ~256 tokens) as MDS, and the same samples as WebDataset
@@ -139,18 +139,34 @@ def wds_loader(name: str, folder: str, tokenizer, transform, workers: int):
 
 # ---------------------------------------------------------------- recipe loader
 
-def recipe_loader(name: str, path: str, tokenizer, transform, workers: int, samples: int):
-    from recipe.data.sources import SourceConfig, build_train_dataloader
-    cfg = SourceConfig(kind="pairs" if name == "laion" else "interleaved",
-                       batch_size=LAION_BATCH if name == "laion" else MMC4_BATCH, epoch_size=samples,
-                       streams={name: {"remote": path}}, num_canonical_nodes=1, shuffle_block_size=1 << 12)
-    return build_train_dataloader({name: cfg}, tokenizer, transform, seed=0, num_workers=workers,
+def source_config(name: str, path: str, samples: int):
+    from recipe.data.sources import SourceConfig
+    return SourceConfig(kind="pairs" if name == "laion" else "interleaved",
+                        batch_size=LAION_BATCH if name == "laion" else MMC4_BATCH, epoch_size=samples,
+                        streams={name: {"remote": path}}, num_canonical_nodes=1, shuffle_block_size=1 << 12)
+
+
+def recipe_loader(sources: dict, tokenizer, transform, workers: int):
+    from recipe.data.sources import build_train_dataloader
+    return build_train_dataloader(sources, tokenizer, transform, seed=0, num_workers=workers,
                                   pin_memory=False).dataloader
+
+
+class Zipped:
+    """The reference's training loop input: its LAION and MMC4 loaders zipped, one batch of each per step."""
+
+    def __init__(self, *loaders):
+        self.loaders = loaders
+
+    def __iter__(self):
+        return zip(*self.loaders)
 
 
 def batch_size(batch) -> int:
     if isinstance(batch, dict):
         return sum(b["input_ids"].shape[0] for b in batch.values())
+    if isinstance(batch[0], (tuple, list)):  # zipped baseline batches
+        return sum(batch_size(b) for b in batch)
     return batch[1].shape[0] if isinstance(batch[1], torch.Tensor) and batch[1].dim() == 2 else len(batch[1])
 
 
@@ -194,27 +210,35 @@ def main(argv=None):
     mds = write_corpus(args.root, args.laion, args.mmc4)
     tars = write_tars(mds, args.root)
 
+    totals = {"laion": args.laion, "mmc4": args.mmc4}
+    configs = {n: source_config(n, mds[n], totals[n]) for n in totals}
+    # per source, then both together as training reads them (the reference: two loaders of W workers each)
+    steps = min(args.laion // LAION_BATCH, args.mmc4 // MMC4_BATCH)
+    cases = [(n, {n: configs[n]}, totals[n]) for n in totals]
+    cases.append(("laion+mmc4", configs, steps * (LAION_BATCH + MMC4_BATCH)))
     results = []
-    for name, total in (("laion", args.laion), ("mmc4", args.mmc4)):
+    for name, sources, total in cases:
         for workers in args.workers:
             best = {}
             for _ in range(args.repeat):
                 for impl in ("recipe (Streaming MDS)", "baseline (WebDataset tar)"):
                     if impl.startswith("recipe"):
-                        loader = recipe_loader(name, mds[name], tokenizer, transform, workers, total)
+                        loader = recipe_loader(sources, tokenizer, transform, workers)
                     else:
-                        loader = wds_loader(name, tars[name], tokenizer, transform, workers)
+                        loader = Zipped(*(wds_loader(n, tars[n], tokenizer, transform, workers) for n in sources))
                     r = measure(loader, total)
                     del loader
                     gc.collect()  # stop its (persistent) workers now, not in a later loader's forked worker
                     if impl not in best or r["samples_per_s"] > best[impl]["samples_per_s"]:
                         best[impl] = r
             for impl, r in best.items():
-                r = {"source": name, "impl": impl, "workers": workers, **r,
-                     "per_worker": round(r["samples_per_s"] / max(workers, 1), 1)}
+                # the baseline runs one loader (of `workers` processes) per source
+                procs = max(workers, 1) * (len(sources) if impl.startswith("baseline") else 1)
+                r = {"source": name, "impl": impl, "workers": workers, "worker_processes": procs, **r,
+                     "per_worker": round(r["samples_per_s"] / procs, 1)}
                 results.append(r)
-                print(f"{name:6s} {impl:27s} workers={workers}  {r['samples_per_s']:7.1f} samples/s "
-                      f"({r['per_worker']:.1f}/worker)  startup {r['startup_s']:.1f}s  [{r['samples']} samples]",
+                print(f"{name:10s} {impl:27s} workers={workers}  {r['samples_per_s']:7.1f} samples/s "
+                      f"({r['per_worker']:.1f}/worker process)  startup {r['startup_s']:.1f}s  [{r['samples']} samples]",
                       flush=True)
     if args.out:
         with open(args.out, "w") as f:
