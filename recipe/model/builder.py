@@ -29,7 +29,8 @@ def _resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     return resolved
 
 
-def _load_lm(lm_path: str, attn_implementation: str | None, dtype: torch.dtype | None, trust_remote_code: bool):
+def _load_lm(lm_path: str, attn_implementation: str | None, dtype: torch.dtype | None, trust_remote_code: bool,
+             random_init: bool = False):
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.from_pretrained(lm_path, trust_remote_code=trust_remote_code)
@@ -38,6 +39,9 @@ def _load_lm(lm_path: str, attn_implementation: str | None, dtype: torch.dtype |
         model_cls = AutoModelForCausalLM._model_mapping.get(type(config), None)
         if model_cls is not None and not getattr(model_cls, "_supports_sdpa", False):
             attn_implementation = "eager"
+    if random_init:
+        return AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code,
+                                                attn_implementation=attn_implementation, torch_dtype=dtype)
     return AutoModelForCausalLM.from_pretrained(lm_path, config=config, trust_remote_code=trust_remote_code,
                                                 attn_implementation=attn_implementation, torch_dtype=dtype)
 
@@ -46,14 +50,16 @@ def build_flamingo(vision_name: str, vision_pretrained: str | None = None, lm_pa
                    tokenizer_path: str | None = None, cross_attn_every_n_layers: int = 1,
                    decoder_layers_attr: str | None = None, freeze_new_embeddings: bool = False,
                    lm_attn_implementation: str | None = "sdpa", vision_final_ln: bool = False,
-                   lm_dtype: str | torch.dtype | None = None, trust_remote_code: bool = False):
+                   lm_dtype: str | torch.dtype | None = None, trust_remote_code: bool = False,
+                   lm_random_init: bool = False):
     """Build (model, tokenizer, image_transform).
 
     vision_name / vision_pretrained: open_clip model name (or one registered with
     `open_clip.add_model_config`) and pretrained tag (None = random init). lm_path / tokenizer_path: HF
     causal LM and its tokenizer (tokenizer_path defaults to lm_path). lm_attn_implementation: 'sdpa'
     falls back to 'eager' for LMs without an SDPA path. lm_dtype: dtype of the frozen LM weights (None =
-    as saved; the trainable parts stay float32). image_transform is open_clip's validation transform.
+    as saved; the trainable parts stay float32). lm_random_init: random weights from the LM's config alone
+    (benchmarks; `lm_path` then needs only `config.json`). image_transform is open_clip's validation transform.
 
     Only the Perceiver, the gated cross-attention blocks and (unless `freeze_new_embeddings`) the
     added-token rows are trainable.
@@ -67,7 +73,7 @@ def build_flamingo(vision_name: str, vision_pretrained: str | None = None, lm_pa
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or lm_path, trust_remote_code=trust_remote_code)
     base_vocab_size = add_special_tokens(tokenizer)
-    lm = _load_lm(lm_path, lm_attn_implementation, _resolve_dtype(lm_dtype), trust_remote_code)
+    lm = _load_lm(lm_path, lm_attn_implementation, _resolve_dtype(lm_dtype), trust_remote_code, lm_random_init)
     rows = lm.get_input_embeddings().num_embeddings
     if rows < base_vocab_size:
         raise ValueError(f"tokenizer has {base_vocab_size} tokens but the LM embedding only {rows} rows")

@@ -58,7 +58,11 @@ class GatedCrossAttentionBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, media: torch.Tensor, mask: torch.Tensor,
                 has_media: torch.Tensor) -> torch.Tensor:
-        # Run in the block's own dtype (e.g. fp32 trainable block inside a bf16 LM), return the LM's.
-        lm_dtype, x = x.dtype, x.to(self.attn_gate.dtype)
-        x = self.attn(x, media, mask, has_media) * self.attn_gate.tanh() + x
-        return (self.ff(x) * self.ff_gate.tanh() + x).to(lm_dtype)
+        # Under autocast the residual stays in the LM's dtype (no full-size fp32 copies of the hidden
+        # states); without it, run in the block's own dtype (e.g. an fp32 block inside a bf16 LM).
+        lm_dtype = x.dtype
+        if not torch.is_autocast_enabled(x.device.type):
+            x = x.to(self.attn_gate.dtype)
+        x = self.attn(x, media, mask, has_media) * self.attn_gate.tanh().to(x.dtype) + x
+        x = self.ff(x) * self.ff_gate.tanh().to(x.dtype) + x
+        return x.to(lm_dtype)

@@ -98,6 +98,13 @@ class Flamingo(nn.Module):
         finally:
             self.conditioning.clear()
 
+    def compile_blocks(self, **compile_kwargs) -> None:
+        """`torch.compile` each repeated block in place (vision blocks, Perceiver, original decoder layers,
+        xattn blocks): fuses their norms, gates and activations. Wrappers and the HF LM stay eager, so
+        FSDP wrapping, activation checkpointing and `generate` see the same module tree."""
+        for module in (*self._vision_blocks, self.perceiver, *self._decoder_layers, *self._xattn_blocks):
+            module.compile(**compile_kwargs)
+
     def fsdp_wrap_fn(self, module: nn.Module) -> bool:
         """FSDP units: each vision block, each original decoder layer, each xattn block, the Perceiver.
 
