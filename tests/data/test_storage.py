@@ -99,3 +99,27 @@ def test_crashed_job_shared_memory_does_not_block_the_next_job(s3, tmp_path, tok
     after_crash = build_train_dataloader(sources, flamingo_tokenizer, image_transform, seed=0, num_workers=0,
                                          cache_root=cache)
     assert len(take(after_crash)) == 10 and len(take(live)) == 10
+
+
+def test_train_and_eval_and_two_runs_get_distinct_caches(s3, tmp_path, monkeypatch, flamingo_tokenizer,
+                                                         image_transform):
+    """One job's train and eval loaders over the same remote, and a second run on the same host, each get
+    their own cache folder (Streaming refuses two live datasets on one `local` with a remote)."""
+    from recipe.data.sources import build_eval_dataloader, default_cache_root
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    monkeypatch.setenv("COMPOSER_RUN_NAME", "run-a")
+    root_a = default_cache_root()
+    train = build_train_dataloader(pairs_source("s3://data/laion"), flamingo_tokenizer, image_transform, seed=0,
+                                   num_workers=0)
+    evaluation = build_eval_dataloader("laion", pairs_source("s3://data/laion")["laion"], flamingo_tokenizer,
+                                       image_transform, num_workers=0)
+    monkeypatch.setenv("COMPOSER_RUN_NAME", "run-b")
+    other_run = build_train_dataloader(pairs_source("s3://data/laion"), flamingo_tokenizer, image_transform, seed=0,
+                                       num_workers=0)
+    assert default_cache_root() != root_a and root_a.startswith(str(tmp_path))
+    assert take(train) == take(other_run)
+    assert sum(b["laion"]["input_ids"].shape[0] for b in evaluation.dataloader) == 48
+    assert os.path.isdir(os.path.join(root_a, "train", "laion", "laion"))
+    assert os.path.isdir(os.path.join(root_a, "eval", "laion", "laion"))
+    assert os.path.isdir(os.path.join(default_cache_root(), "train", "laion", "laion"))
