@@ -51,7 +51,8 @@ def build_flamingo(vision_name: str, vision_pretrained: str | None = None, lm_pa
                    decoder_layers_attr: str | None = None, freeze_new_embeddings: bool = False,
                    lm_attn_implementation: str | None = "sdpa", vision_final_ln: bool = False,
                    lm_dtype: str | torch.dtype | None = None, trust_remote_code: bool = False,
-                   lm_random_init: bool = False):
+                   lm_random_init: bool = False, perceiver_kwargs: dict | None = None,
+                   cross_attn_kwargs: dict | None = None):
     """Build (model, tokenizer, image_transform).
 
     vision_name / vision_pretrained: open_clip model name (or one registered with
@@ -83,5 +84,6 @@ def build_flamingo(vision_name: str, vision_pretrained: str | None = None, lm_pa
 
     model = Flamingo(vision, lm, media_token_id=tokenizer.convert_tokens_to_ids(IMAGE),
                      eoc_token_id=tokenizer.convert_tokens_to_ids(END_OF_CHUNK),
-                     cross_attn_every_n_layers=cross_attn_every_n_layers, decoder_layers_attr=decoder_layers_attr)
+                     cross_attn_every_n_layers=cross_attn_every_n_layers, decoder_layers_attr=decoder_layers_attr,
+                     perceiver_kwargs=perceiver_kwargs, cross_attn_kwargs=cross_attn_kwargs)
     return model, tokenizer, image_transform
