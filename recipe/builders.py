@@ -24,12 +24,16 @@ def build_flamingo_model(cfg: ModelConfig):
         cfg.vision_name, cfg.vision_pretrained, cfg.lm_path, tokenizer_path=cfg.tokenizer_path,
         cross_attn_every_n_layers=cfg.cross_attn_every_n_layers, decoder_layers_attr=cfg.decoder_layers_attr,
         freeze_new_embeddings=cfg.freeze_new_embeddings, lm_attn_implementation=cfg.lm_attn_implementation,
-        vision_final_ln=cfg.vision_final_ln, trust_remote_code=cfg.trust_remote_code)
+        vision_final_ln=cfg.vision_final_ln, trust_remote_code=cfg.trust_remote_code,
+        lm_random_init=cfg.lm_random_init,
+        perceiver_kwargs=vars(cfg.perceiver).copy(), cross_attn_kwargs=vars(cfg.cross_attn).copy())
     if cfg.openflamingo_checkpoint is not None:
         # Read with torch.load(weights_only=True): a foreign file yields tensors, never code.
         load_openflamingo_checkpoint(flamingo, cfg.openflamingo_checkpoint)
     if cfg.frozen_dtype == "bf16":
         cast_frozen_units(flamingo, torch.bfloat16)
+    if cfg.compile_blocks:
+        flamingo.compile_blocks()
     return flamingo, tokenizer, image_transform
 
 
@@ -41,6 +45,18 @@ def build_composer_model(flamingo: torch.nn.Module, data: DataConfig, train_spec
         loss_multipliers={name: src.loss_multiplier for name, src in data.sources.items()},
         device_batch_sizes={name: src.batch_size for name, src in data.sources.items()},
         num_samples_in_batch=train_spec.get_num_samples_in_batch)
+
+
+def apply_activation_checkpointing(flamingo: torch.nn.Module) -> None:
+    """Non-reentrant activation checkpointing of the modules `Flamingo.activation_checkpointing_fn` picks
+    (reentrant checkpoints would drop the gradients of blocks whose inputs are frozen)."""
+    from functools import partial
+
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
+        CheckpointImpl, apply_activation_checkpointing as apply, checkpoint_wrapper)
+
+    apply(flamingo, checkpoint_wrapper_fn=partial(checkpoint_wrapper, checkpoint_impl=CheckpointImpl.NO_REENTRANT),
+          check_fn=flamingo.activation_checkpointing_fn)
 
 
 def cast_frozen_units(flamingo: torch.nn.Module, dtype: torch.dtype) -> None:

@@ -26,6 +26,24 @@ class ConfigError(ValueError):
 # ----------------------------------------------------------------------------------------------- schema
 
 @dataclass
+class PerceiverConfig:
+    """Perceiver resampler size; the defaults are every released OpenFlamingo model's."""
+    depth: int = 6
+    heads: int = 8
+    dim_head: int = 64
+    num_latents: int = 64
+    ff_mult: int = 4
+
+
+@dataclass
+class CrossAttentionConfig:
+    """Gated cross-attention block size; the defaults are every released OpenFlamingo model's."""
+    heads: int = 8
+    dim_head: int = 64
+    ff_mult: int = 4
+
+
+@dataclass
 class ModelConfig:
     """Arguments of `recipe.model.build_flamingo`, plus how to initialise and store the weights."""
     vision_name: str = "ViT-L-14"
@@ -33,6 +51,8 @@ class ModelConfig:
     lm_path: str = "anas-awadalla/mpt-1b-redpajama-200b"
     tokenizer_path: Optional[str] = None
     cross_attn_every_n_layers: int = 1
+    perceiver: PerceiverConfig = field(default_factory=PerceiverConfig)
+    cross_attn: CrossAttentionConfig = field(default_factory=CrossAttentionConfig)
     decoder_layers_attr: Optional[str] = None
     freeze_new_embeddings: bool = False
     lm_attn_implementation: str = "sdpa"
@@ -44,6 +64,11 @@ class ModelConfig:
     openflamingo_checkpoint: Optional[str] = None
     # Store the frozen vision encoder / decoder blocks in bf16 (needs precision amp_bf16): halves their memory.
     frozen_dtype: Literal["fp32", "bf16"] = "fp32"
+    # Random weights from the LM's config (benchmarks): lm_path then needs only a config.json.
+    lm_random_init: bool = False
+    # torch.compile each repeated block (vision, Perceiver, decoder layers, xattn): faster GPU steps after a
+    # one-off compile of about a minute.
+    compile_blocks: bool = False
 
 
 @dataclass
@@ -168,6 +193,9 @@ class TrainConfig:
     precision: Literal["fp32", "amp_bf16", "amp_fp16"] = "amp_bf16"
     device: Optional[Literal["cpu", "gpu"]] = None
     parallelism_config: Optional[ParallelismConfig] = None
+    # Recompute decoder layers and cross-attention blocks in the backward (DDP runs; under FSDP use
+    # parallelism_config.fsdp.activation_checkpointing, which Composer applies).
+    activation_checkpointing: bool = False
     dist_timeout: float = 600.0
     save_folder: Optional[str] = None
     save_interval: str = "1000ba"
@@ -224,8 +252,8 @@ def _build(tp, value, path: str):
         raise ConfigError(f"{path}: expected {_type_name(tp)}, got {_describe(value)}")
     if origin is Literal:
         if value not in typing.get_args(tp):
-            close = difflib.get_close_matches(str(value), [str(a) for a in typing.get_args(tp)], n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            close = _suggest(str(value), [str(a) for a in typing.get_args(tp)])
+            hint = f" (did you mean {close!r}?)" if close else ""
             raise ConfigError(f"{path}: expected one of {_type_name(tp)}, got {value!r}{hint}")
         return value
     if dataclasses.is_dataclass(tp):
@@ -257,6 +285,13 @@ def _build(tp, value, path: str):
     raise TypeError(f"unsupported schema type {tp!r} at {path}")
 
 
+def _suggest(word: str, options: list[str]) -> Optional[str]:
+    close = difflib.get_close_matches(word, options, n=1)
+    if close:
+        return close[0]
+    return next((o for o in options if word and (o.startswith(word) or word in o)), None)
+
+
 def build_dataclass(cls, values: dict, path: str = ""):
     """Instantiate dataclass `cls` from a plain mapping, rejecting unknown keys and mistyped values."""
     hints = typing.get_type_hints(cls)
@@ -264,8 +299,8 @@ def build_dataclass(cls, values: dict, path: str = ""):
     prefix = f"{path}." if path else ""
     for key in values:
         if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1)
-            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else f" (known keys: {', '.join(fields)})"
+            close = _suggest(str(key), list(fields))
+            hint = f" (did you mean '{prefix}{close}'?)" if close else f" (known keys: {', '.join(fields)})"
             raise ConfigError(f"unknown key '{prefix}{key}'{hint}")
     kwargs = {}
     for name, f in fields.items():
@@ -395,6 +430,9 @@ def validate(raw: dict) -> TrainConfig:
         if fsdp.activation_checkpointing and fsdp.activation_checkpointing_reentrant:
             raise ConfigError("parallelism_config.fsdp.activation_checkpointing_reentrant: must be false "
                               "(reentrant checkpoints drop gradients of blocks whose inputs are frozen)")
+        if cfg.activation_checkpointing:
+            raise ConfigError("activation_checkpointing: with FSDP set parallelism_config.fsdp."
+                              "activation_checkpointing instead")
         if fsdp.sharding_strategy == "HYBRID_SHARD" and not fsdp.data_parallel_replicate_degree:
             raise ConfigError("parallelism_config.fsdp.data_parallel_replicate_degree: HYBRID_SHARD needs it "
                               "(number of nodes)")

@@ -40,10 +40,10 @@ def draw(colour: str, shape: str, side: str, rng: np.random.Generator):
     """A shape of `colour` in the `side` half of a light canvas, with jittered size/position/background."""
     from PIL import Image, ImageDraw
 
-    bg = tuple(int(v) for v in rng.integers(200, 256, 3))
+    bg = tuple(int(v) for v in rng.integers(225, 256, 3))
     img = Image.new("RGB", (IMAGE_PX, IMAGE_PX), bg)
     d = ImageDraw.Draw(img)
-    r = int(rng.integers(9, 14))
+    r = int(rng.integers(10, 15))
     cx = int(rng.integers(r + 1, IMAGE_PX // 2 - r)) + (IMAGE_PX // 2 if side == "right" else 0)
     cy = int(rng.integers(r + 1, IMAGE_PX - r - 1))
     fill = tuple(int(np.clip(c + rng.integers(-20, 21), 0, 255)) for c in COLOURS[colour])
@@ -176,7 +176,7 @@ def teach_lm_language(lm_dir: str, tokenizer_dir: str, steps: int = 200, seed: i
 
 
 def prepare(out: str, *, laion: int = 2000, mmc4_docs: int = 600, heldout: int = 128, seed: int = 0,
-            lm_family: str = "mpt", log=print) -> dict:
+            lm_family: str = "mpt", teach_steps: int = 200, log=print) -> dict:
     """Build the raw corpus, convert it to MDS with convert/, and write the offline model assets.
     Returns the paths the demo config refers to."""
     from convert.laion_to_mds import convert_laion
@@ -219,7 +219,7 @@ def prepare(out: str, *, laion: int = 2000, mmc4_docs: int = 600, heldout: int =
     lm_dir = offline.save_tiny_lm(lm_family, os.path.join(assets, "lm"), vocab, seed=seed, hidden=64, layers=4,
                                   heads=4)
     t0 = time.time()
-    teach_lm_language(lm_dir, tokenizer_dir, seed=seed)
+    teach_lm_language(lm_dir, tokenizer_dir, steps=teach_steps, seed=seed)
     log(f"[demo] tiny {lm_family} LM taught the captions' language (text only, {time.time() - t0:.1f}s), "
         "then frozen for Flamingo training")
     return {"out": out, "tokenizer": tokenizer_dir, "lm": lm_dir, "vision": write_tiny_vision(
@@ -280,7 +280,7 @@ def plot_losses(jsonl: str, sources: list[str], path: str) -> None:
     plt.close(fig)
 
 
-def run(out: str = "demo_out", steps: int = 300, seed: int = 0, log=print) -> dict:
+def run(out: str = "demo_out", steps: int = 800, seed: int = 0, log=print) -> dict:
     import torch
 
     from recipe.captions import CaptionSamples
@@ -357,7 +357,7 @@ def trainer_assets(trainer):
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="demo_out")
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     run(args.out, args.steps, args.seed)

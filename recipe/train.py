@@ -35,6 +35,8 @@ def build_trainer(raw_config: dict):
     reproducibility.seed_all(cfg.seed)
 
     flamingo, tokenizer, image_transform = builders.build_flamingo_model(cfg.model)
+    if cfg.activation_checkpointing:
+        builders.apply_activation_checkpointing(flamingo)
     train_spec = builders.build_train_dataloader(cfg.train_data, tokenizer, image_transform, cfg.seed)
     model = builders.build_composer_model(flamingo, cfg.train_data, train_spec)
     fsdp = cfg.parallelism_config.fsdp if cfg.parallelism_config else None
@@ -47,7 +49,7 @@ def build_trainer(raw_config: dict):
         model=model,
         train_dataloader=train_spec,
         eval_dataloader=evaluators,
-        eval_interval=cfg.eval_interval,
+        eval_interval=cfg.eval_interval if evaluators else 1,  # Composer warns about an unused interval
         eval_subset_num_batches=cfg.eval_subset_num_batches,
         max_duration=cfg.max_duration,
         optimizers=builders.build_optimizer(model, cfg.optimizer, on_gpu),

@@ -1,0 +1,78 @@
+"""Config validation: typed schema, cross-key rules, one-line errors (in-process and from the CLI)."""
+
+import subprocess
+
+import pytest
+
+from recipe.config import ConfigError, load_config, redact, validate
+from tests.train.conftest import DEMO_YAML, PYTHON, REPO, run_train
+
+
+def _raw(overrides, *extra):
+    return load_config(DEMO_YAML, overrides(*extra))
+
+
+def test_demo_config_is_valid(overrides):
+    cfg = validate(_raw(overrides))
+    assert cfg.train_data.sources["laion"].batch_size == 16
+    assert cfg.train_data.sources["mmc4"].loss_multiplier == 1.0
+    assert cfg.train_data.sources["laion"].loss_multiplier == 0.2
+    assert cfg.optimizer.betas == [0.9, 0.999]
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("max_duraton=10ba", "unknown key 'max_duraton' (did you mean 'max_duration'?)"),
+    ("optimizer.weight_decy=0.1", "did you mean 'optimizer.weight_decay'?"),
+    ("train_data.sources.mmc4.max_imgs=2", "did you mean 'train_data.sources.mmc4.max_images'?"),
+    ("optimizer.lr=fast", "optimizer.lr: expected a number, got str 'fast'"),
+    ("device_train_microbatch_size=1.5", "device_train_microbatch_size: expected an integer"),
+    ("scheduler.name=cosine", "did you mean 'cosine_with_warmup'?"),
+    ("device_train_microbatch_size=5", "must divide the largest per-device source batch"),
+    ("train_data.sources.mmc4.batch_size=5 device_train_microbatch_size=8",
+     "mmc4.batch_size=5 does not split into the 2 microbatches"),
+    ("model.lm_path=/no/such/lm", "model.lm_path: local model folder does not exist: /no/such/lm"),
+    ("train_data.sources.laion.streams.main.remote=/no/such/mds", "MDS folder does not exist"),
+    ("max_duration=1ep", "max_duration: use ba units"),
+    ("precision=amp_bf16", "CPU training supports only fp32"),
+    ("autoresume=true save_folder=null", "autoresume: needs save_folder"),
+    ("parallelism_config.fsdp.sharding_strategy=FULL_SHARD", "FSDP needs CUDA"),
+])
+def test_bad_configs_are_one_clear_error(overrides, extra, message):
+    with pytest.raises(ConfigError) as e:
+        validate(_raw(overrides, *extra.split()))
+    assert message in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_device_train_microbatch_size_splitting_rule(overrides):
+    # 16 and 8 split into 2 microbatches of (8, 4) samples: fine.
+    assert validate(_raw(overrides, "device_train_microbatch_size=8")).device_train_microbatch_size == 8
+
+
+def test_secrets_are_redacted():
+    cfg = {"loggers": {"wandb": {"api_key": "abc"}}, "variables": {"aws_secret_access_key": "x", "token": "t"},
+           "model": {"tokenizer_path": "keep", "max_new_tokens": 3}}
+    out = redact(cfg)
+    assert out["loggers"]["wandb"]["api_key"] == "***"
+    assert out["variables"] == {"aws_secret_access_key": "***", "token": "***"}
+    assert out["model"] == {"tokenizer_path": "keep", "max_new_tokens": 3}
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["max_duraton=10ba"], "config error: unknown key 'max_duraton' (did you mean 'max_duration'?)"),
+    (["train_data.sources.laion.batch_size=fifteen"], "train_data.sources.laion.batch_size: expected an integer"),
+    (["model.tokenizer_path=/missing/tok"], "model.tokenizer_path: local model folder does not exist"),
+])
+def test_cli_prints_one_line_and_fails(overrides, extra, message):
+    proc = run_train(overrides(*extra))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert message in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_cli_missing_yaml_is_one_line():
+    proc = subprocess.run([PYTHON, "recipe/train.py", "yamls/nope.yaml"], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "config error: config file not found: yamls/nope.yaml"

@@ -1,0 +1,87 @@
+"""Real Composer runs of yamls/demo.yaml on CPU: train, checkpoint, resume (also after SIGKILL), and DDP
+over two gloo processes."""
+
+import json
+import os
+import signal
+import subprocess
+
+from recipe.config import load_config
+from recipe.jsonl_logger import read_metrics
+from recipe.train import main
+from tests.train.conftest import DEMO_YAML, PYTHON, REPO, run_train
+
+LOSS = "loss/train/total"
+
+
+def test_trains_saves_and_resumes(overrides, tmp_path):
+    args = overrides("max_duration=4ba", "save_interval=2ba", "callbacks.speed_monitor.window_size=2",
+                     "autoresume=true", run_name="fit")
+    first = main(load_config(DEMO_YAML, args))
+    assert int(first.state.timestamp.batch) == 4
+    ckpts = sorted(os.listdir(tmp_path / "fit" / "ckpt"))
+    assert "ep0-ba4-rank0.pt" in ckpts and "latest-rank0.pt" in ckpts
+    first.close()
+
+    second = main(load_config(DEMO_YAML, args + ["max_duration=6ba"]))  # same run, longer: resumes
+    assert int(second.state.timestamp.batch) == 6
+    second.close()
+
+    log = str(tmp_path / "fit" / "metrics.jsonl")
+    total = read_metrics(log, LOSS)
+    assert sorted(total) == list(range(6))
+    for source in ("laion", "mmc4"):
+        per_source = read_metrics(log, f"loss/train/loss_{source}")
+        assert sorted(per_source) == list(range(6)) and all(v > 0 for v in per_source.values())
+    # total = 0.2 * laion + 1.0 * mmc4 (the demo's multipliers)
+    laion, mmc4 = read_metrics(log, "loss/train/loss_laion"), read_metrics(log, "loss/train/loss_mmc4")
+    for step, value in total.items():
+        assert abs(value - (0.2 * laion[step] + mmc4[step])) < 1e-5
+    assert read_metrics(log, "throughput/device/flops_per_sec")
+    # the second run resumed at batch 4: every step was trained (and logged) exactly once
+    records = [json.loads(line) for line in open(log)]
+    assert sorted(r["step"] for r in records if LOSS in r) == list(range(6))
+
+
+def _losses(path):
+    return read_metrics(path, LOSS)
+
+
+def test_sigkilled_run_resumes_to_identical_losses(overrides, tmp_path):
+    steps = 10  # the session corpus has 8 steps per epoch: the runs cross an epoch boundary
+    common = [f"max_duration={steps}ba", "save_interval=3ba", "autoresume=true", "train_data.num_workers=1",
+              "device_train_microbatch_size=8"]
+    reference = run_train(overrides(*common, run_name="straight"))
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    args = overrides(*common, run_name="killed")
+    cmd = [PYTHON, os.path.join(REPO, "recipe", "train.py"), DEMO_YAML, *args]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    # The console logs batch 7 after the batch-6 checkpoint was written: kill there, mid-epoch.
+    for line in proc.stderr:  # Composer's console logger writes to stderr
+        if line.startswith("[batch=7/"):
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    killed_log = str(tmp_path / "killed" / "metrics.jsonl")
+    assert max(_losses(killed_log)) < steps - 1  # it really stopped early
+
+    resumed = run_train(args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    expected = _losses(str(tmp_path / "straight" / "metrics.jsonl"))
+    assert sorted(expected) == list(range(steps))
+    assert _losses(killed_log) == expected  # exact float equality, step by step
+
+
+def test_two_process_gloo_ddp(overrides, tmp_path):
+    proc = run_train(overrides("max_duration=3ba", "save_interval=3ba", run_name="ddp"),
+                     launcher=[os.path.join(os.path.dirname(PYTHON), "composer"), "-n", "2"])
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-3000:])
+    log = str(tmp_path / "ddp" / "metrics.jsonl")
+    assert sorted(_losses(log)) == [0, 1, 2]
+    # two ranks x (16 LAION + 8 MMC4) samples per step
+    samples = read_metrics(log, "time/sample")
+    assert samples[2] == 2 * 2 * 24
+    assert os.path.exists(tmp_path / "ddp" / "ckpt" / "ep0-ba3-rank0.pt")
