@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from typing import Any, Optional
 
 import torch
@@ -143,16 +144,21 @@ def build_loggers(cfg: LoggersConfig, run_name: str, raw_config: dict[str, Any])
     return loggers
 
 
-def build_train_dataloader(cfg: DataConfig, tokenizer, image_transform, seed: int):
+def cache_root(cfg: DataConfig, run_name: str) -> str:
+    """Where URL remotes are cached: per run, the same path on every rank of a node."""
+    return cfg.cache_root or os.path.join(tempfile.gettempdir(), "flamingo-cache", run_name)
+
+
+def build_train_dataloader(cfg: DataConfig, tokenizer, image_transform, seed: int, run_name: str):
     """The training DataSpec: one step = one per-device batch of every source."""
     from recipe.data.sources import build_train_dataloader as build
 
     return build(cfg.sources, tokenizer, image_transform, seed=seed, num_workers=cfg.num_workers,
-                 cache_root=cfg.cache_root, prefetch_factor=cfg.prefetch_factor, pin_memory=cfg.pin_memory,
-                 clean_stale_shm=cfg.clean_stale_shm)
+                 cache_root=cache_root(cfg, run_name), prefetch_factor=cfg.prefetch_factor,
+                 pin_memory=cfg.pin_memory, clean_stale_shm=cfg.clean_stale_shm)
 
 
-def build_evaluators(cfg: DataConfig, tokenizer, image_transform, seed: int) -> list:
+def build_evaluators(cfg: DataConfig, tokenizer, image_transform, seed: int, run_name: str) -> list:
     """One Composer Evaluator per held-out source, scored with that source's loss and perplexity."""
     from composer.core import Evaluator
 
@@ -160,7 +166,8 @@ def build_evaluators(cfg: DataConfig, tokenizer, image_transform, seed: int) -> 
 
     return [Evaluator(label=f"eval_{name}",
                       dataloader=build_eval_dataloader(name, src, tokenizer, image_transform, seed=seed,
-                                                       num_workers=cfg.num_workers, cache_root=cfg.cache_root,
+                                                       num_workers=cfg.num_workers,
+                                                       cache_root=cache_root(cfg, run_name),
                                                        pin_memory=cfg.pin_memory),
                       metric_names=[f"CrossEntropy/{name}", f"Perplexity/{name}"])
             for name, src in cfg.sources.items()]

@@ -37,12 +37,12 @@ def build_trainer(raw_config: dict):
     flamingo, tokenizer, image_transform = builders.build_flamingo_model(cfg.model)
     if cfg.activation_checkpointing:
         builders.apply_activation_checkpointing(flamingo)
-    train_spec = builders.build_train_dataloader(cfg.train_data, tokenizer, image_transform, cfg.seed)
+    train_spec = builders.build_train_dataloader(cfg.train_data, tokenizer, image_transform, cfg.seed, cfg.run_name)
     model = builders.build_composer_model(flamingo, cfg.train_data, train_spec)
     fsdp = cfg.parallelism_config.fsdp if cfg.parallelism_config else None
     evaluators = None
     if cfg.eval_data is not None:
-        evaluators = builders.build_evaluators(cfg.eval_data, tokenizer, image_transform, cfg.seed)
+        evaluators = builders.build_evaluators(cfg.eval_data, tokenizer, image_transform, cfg.seed, cfg.run_name)
 
     return Trainer(
         run_name=cfg.run_name,

@@ -20,7 +20,7 @@ def setup(demo_assets):
     cfg = validate(raw)
     torch.manual_seed(0)
     flamingo, tokenizer, transform = builders.build_flamingo_model(cfg.model)
-    spec = builders.build_train_dataloader(cfg.train_data, tokenizer, transform, seed=0)
+    spec = builders.build_train_dataloader(cfg.train_data, tokenizer, transform, seed=0, run_name="unit")
     model = builders.build_composer_model(flamingo, cfg.train_data, spec)
     batch = next(iter(spec.dataloader))
     return model, batch, spec

@@ -76,3 +76,16 @@ def test_cli_missing_yaml_is_one_line():
     proc = subprocess.run([PYTHON, "recipe/train.py", "yamls/nope.yaml"], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "config error: config file not found: yamls/nope.yaml"
+
+
+@pytest.mark.parametrize("name", ["flamingo-3b", "flamingo-4b", "flamingo-9b"])
+def test_release_yamls_validate(name, demo_assets):
+    """The GPU recipes pass the schema (on a CPU machine: device forced to gpu; data = the demo MDS)."""
+    raw = load_config(f"{REPO}/yamls/{name}.yaml", [f"variables.data={demo_assets['out']}/mds", "device=gpu"])
+    cfg = validate(raw)
+    sources = cfg.train_data.sources
+    assert (sources["laion"].batch_size, sources["mmc4"].batch_size) == (64, 32)
+    assert (sources["laion"].loss_multiplier, sources["mmc4"].loss_multiplier) == (0.2, 1.0)
+    assert cfg.scheduler.t_warmup == "1875ba" and cfg.optimizer.lr == 1e-4 and cfg.autoresume
+    # 60M MMC4 samples at 32 per GPU on 8 GPUs
+    assert int(cfg.max_duration.removesuffix("ba")) * 32 * 8 == 60_000_000

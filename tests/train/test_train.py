@@ -48,9 +48,10 @@ def _losses(path):
 
 
 def test_sigkilled_run_resumes_to_identical_losses(overrides, tmp_path):
-    steps = 10  # the session corpus has 8 steps per epoch: the runs cross an epoch boundary
+    steps = 7
+    # MMC4 epochs of 32 documents = 4 steps: the resumed part crosses an epoch boundary.
     common = [f"max_duration={steps}ba", "save_interval=3ba", "autoresume=true", "train_data.num_workers=1",
-              "device_train_microbatch_size=8"]
+              "train_data.sources.mmc4.epoch_size=32", "device_train_microbatch_size=8"]
     reference = run_train(overrides(*common, run_name="straight"))
     assert reference.returncode == 0, reference.stderr[-3000:]
 
@@ -58,9 +59,9 @@ def test_sigkilled_run_resumes_to_identical_losses(overrides, tmp_path):
     cmd = [PYTHON, os.path.join(REPO, "recipe", "train.py"), DEMO_YAML, *args]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    # The console logs batch 7 after the batch-6 checkpoint was written: kill there, mid-epoch.
+    # The console logs batch 5 after the batch-3 checkpoint was written: kill there, mid-epoch.
     for line in proc.stderr:  # Composer's console logger writes to stderr
-        if line.startswith("[batch=7/"):
+        if line.startswith("[batch=5/"):
             proc.send_signal(signal.SIGKILL)
             break
     proc.wait()
