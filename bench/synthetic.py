@@ -89,12 +89,15 @@ def write_interleaved(out: str, n: int, pool, seed: int = 0) -> str:
 
 
 def write_corpus(root: str, n_pairs: int, n_docs: int, pool_size: int = 256, seed: int = 0) -> dict[str, str]:
-    """Write `laion/` and `mmc4/` MDS folders under `root` (once; reused if complete) and return their paths."""
+    """Write `laion/` and `mmc4/` MDS folders under `root` and return their paths; an existing corpus of the
+    same pool and seed with at least as many samples is reused."""
     paths = {"laion": os.path.join(root, "laion"), "mmc4": os.path.join(root, "mmc4")}
     stamp = os.path.join(root, "corpus.json")
     want = {"n_pairs": n_pairs, "n_docs": n_docs, "pool_size": pool_size, "seed": seed}
-    if os.path.exists(stamp) and json.load(open(stamp)) == want:
-        return paths
+    if os.path.exists(stamp):
+        have = json.load(open(stamp))
+        if all(have[k] >= want[k] if k.startswith("n_") else have[k] == want[k] for k in want):
+            return paths
     pool = jpeg_pool(pool_size, seed)
     for p in paths.values():
         if os.path.exists(p):
