@@ -105,10 +105,12 @@ def build_algorithms(cfg: TrainConfig) -> list:
                                                      clipping_threshold=clip.clipping_threshold)]
 
 
-def build_callbacks(cfg: CallbacksConfig, tokenizer, image_transform, on_gpu: bool, console: bool) -> list:
+def build_callbacks(cfg: CallbacksConfig, tokenizer, image_transform, on_gpu: bool, console: bool,
+                    train_spec) -> list:
     from recipe.captions import CaptionSamples
+    from recipe.rejections import RejectionCounter
 
-    callbacks = []
+    callbacks = [RejectionCounter(train_spec.dataloader.dataset.rejection_reasons)]
     if cfg.speed_monitor is not None:
         callbacks.append(SpeedMonitor(window_size=cfg.speed_monitor.window_size,
                                       gpu_flops_available=cfg.speed_monitor.gpu_flops_available))

@@ -98,3 +98,27 @@ def test_flops_match_torch_flop_counter(setup):
     assert predicted == pytest.approx(measured, rel=0.1)
     # More tokens and more images cost more.
     assert model.flops_per_batch(batch) > predicted
+
+
+def test_ddp_activation_checkpointing_keeps_gradients_and_state_dict(demo_assets, setup):
+    """Non-reentrant checkpointing of decoder layers and xattn blocks (frozen inputs): same gradients as
+    without, same state-dict keys (checkpoints stay interchangeable)."""
+    _, batch, spec = setup
+    raw = load_config(DEMO_YAML, [f"variables.out={demo_assets['out']}", f"model.vision_name={demo_assets['vision']}"])
+    cfg = validate(raw)
+    grads, keys = [], []
+    for checkpointed in (False, True):
+        torch.manual_seed(0)
+        flamingo, _, _ = builders.build_flamingo_model(cfg.model)
+        if checkpointed:
+            builders.apply_activation_checkpointing(flamingo)
+            assert sum(type(m).__name__ == "CheckpointWrapper" for m in flamingo.modules()) == 2 * 4
+        model = builders.build_composer_model(flamingo, cfg.train_data, spec)
+        model.loss(model(batch), batch)["total"].backward()
+        grads.append({n.replace("_checkpoint_wrapped_module.", ""): p.grad for n, p in model.named_parameters()
+                      if p.grad is not None})
+        keys.append(list(model.state_dict()))
+    assert keys[0] == keys[1]
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 0
+    for name, g in grads[0].items():
+        assert torch.allclose(g, grads[1][name], atol=1e-6), name

@@ -38,6 +38,9 @@ def test_trains_saves_and_resumes(overrides, tmp_path):
     for step, value in total.items():
         assert abs(value - (0.2 * laion[step] + mmc4[step])) < 1e-5
     assert read_metrics(log, "throughput/device/flops_per_sec")
+    # data-shaping rejections are counted by source and reason, cumulative across the resume
+    rejected = read_metrics(log, "data/rejected/mmc4/too_few_images")
+    assert sorted(rejected) == list(range(1, 7)) and all(v >= 0 for v in rejected.values())
     # the second run resumed at batch 4: every step was trained (and logged) exactly once
     records = [json.loads(line) for line in open(log)]
     assert sorted(r["step"] for r in records if LOSS in r) == list(range(6))
