@@ -137,7 +137,13 @@ def build_loggers(cfg: LoggersConfig, run_name: str, raw_config: dict[str, Any])
     if cfg.wandb is not None and cfg.wandb.mode != "disabled":
         w = cfg.wandb
         # The resolved config, with credential-looking values masked; environment variables never.
-        init_kwargs = {"mode": w.mode, "config": redact(raw_config)}
+        import wandb
+
+        # No run metadata: it records the command line, where a secret may have been passed as an override.
+        # allow_offline_artifacts=False: wandb 0.18 otherwise asks the server about every logged table,
+        # which blocks for minutes when offline.
+        settings = wandb.Settings(_disable_meta=True, allow_offline_artifacts=w.mode != "offline")
+        init_kwargs = {"mode": w.mode, "config": redact(raw_config), "settings": settings}
         if w.dir is not None:
             os.makedirs(w.dir, exist_ok=True)
             init_kwargs["dir"] = w.dir

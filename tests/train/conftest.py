@@ -34,5 +34,5 @@ def overrides(demo_assets, tmp_path):
 
 def run_train(args: list[str], launcher: list[str] | None = None, **kwargs) -> subprocess.CompletedProcess:
     cmd = (launcher or [PYTHON]) + [os.path.join(REPO, "recipe", "train.py"), DEMO_YAML, *args]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**kwargs.pop("env", os.environ), "PYTHONUNBUFFERED": "1"}
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, **kwargs)

@@ -89,3 +89,19 @@ def test_two_process_gloo_ddp(overrides, tmp_path):
     samples = read_metrics(log, "time/sample")
     assert samples[2] == 2 * 2 * 24
     assert os.path.exists(tmp_path / "ddp" / "ckpt" / "ep0-ba3-rank0.pt")
+
+
+def test_wandb_offline_logs_redacted_config_and_caption_table(overrides, tmp_path, demo_assets):
+    secret = "NOT-TO-BE-LOGGED-1234"
+    images = ",".join(p for p, _ in demo_assets["samples"][:2])
+    proc = run_train(overrides("max_duration=2ba", "save_interval=2ba", "loggers.wandb.mode=offline",
+                               f"loggers.wandb.dir={tmp_path}/wb", f"variables.aws_secret_access_key={secret}",
+                               f"callbacks.captions={{images: [{images}], interval: 2ba}}", run_name="wb"),
+                     env={**os.environ, "WANDB_SILENT": "true"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    files = [os.path.join(d, f) for d, _, fs in os.walk(tmp_path / "wb") for f in fs]
+    assert any(f.endswith(".wandb") for f in files)
+    assert any("captions" in f and f.endswith(".table.json") for f in files)
+    for f in files:
+        assert secret.encode() not in open(f, "rb").read(), f
+    assert any(b"***" in open(f, "rb").read() for f in files if f.endswith(".wandb"))
