@@ -48,7 +48,7 @@ class FlopsCounter:
                                      + 4 * len(vision.resblocks) * self.vis_tokens ** 2 * vision.width)
 
         # Perceiver: latents attend to concat(patch tokens, latents).
-        n_lat = perceiver.latents.shape[0]
+        n_lat = perceiver.num_latents
         media = self.vis_tokens - 1
         kv = sum(_numel(layer.attn.to_kv) for layer in perceiver.layers)
         inner = sum(layer.attn.to_q.out_features for layer in perceiver.layers)

@@ -61,11 +61,10 @@ class Flamingo(nn.Module):
             real = torch.ones(b, t, dtype=torch.bool, device=vision_x.device)
         else:
             real = torch.arange(t, device=vision_x.device) < num_images.to(vision_x.device).unsqueeze(1)
-        latents_shape = (self.perceiver.latents.shape[0], self.perceiver.latents.shape[1])
+        # No reads of Perceiver parameters here: FSDP only unshards them inside its forward.
         if not real.any():
-            return self.perceiver.latents.new_zeros(b, t, *latents_shape)
-        tokens = self.vision_encoder(vision_x[real]).to(self.perceiver.latents.dtype)
-        latents = self.perceiver(tokens)
+            return vision_x.new_zeros(b, t, self.perceiver.num_latents, self.perceiver.dim)
+        latents = self.perceiver(self.vision_encoder(vision_x[real]))
         out = latents.new_zeros(b, t, *latents.shape[1:])
         out[real] = latents
         return out

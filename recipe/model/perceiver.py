@@ -51,12 +51,15 @@ class PerceiverResampler(nn.Module):
     def __init__(self, dim: int, depth: int = 6, heads: int = 8, dim_head: int = 64, num_latents: int = 64,
                  ff_mult: int = 4):
         super().__init__()
+        # Plain ints: under FSDP the parameters are sharded outside this module's forward.
+        self.num_latents, self.dim = num_latents, dim
         self.latents = nn.Parameter(torch.randn(num_latents, dim))
         self.layers = nn.ModuleList(PerceiverBlock(dim, heads, dim_head, ff_mult) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, media: torch.Tensor) -> torch.Tensor:
         """media (N, v, D) patch tokens of N images -> (N, num_latents, D)."""
+        media = media.to(self.latents.dtype)
         latents = self.latents.expand(media.shape[0], -1, -1)
         for layer in self.layers:
             latents = layer(media, latents)
