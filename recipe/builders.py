@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from typing import Any, Optional
 
@@ -19,18 +20,25 @@ from recipe.config import (CallbacksConfig, DataConfig, LoggersConfig, ModelConf
 
 def build_flamingo_model(cfg: ModelConfig):
     """-> (Flamingo, tokenizer, image_transform), pretrained weights loaded and frozen parts cast."""
+    from composer.utils import dist
+
     from recipe.model import build_flamingo, load_openflamingo_checkpoint
+    from recipe.model.trainable import format_counts, set_trainable
 
     flamingo, tokenizer, image_transform = build_flamingo(
         cfg.vision_name, cfg.vision_pretrained, cfg.lm_path, tokenizer_path=cfg.tokenizer_path,
         cross_attn_every_n_layers=cfg.cross_attn_every_n_layers, decoder_layers_attr=cfg.decoder_layers_attr,
-        freeze_new_embeddings=cfg.freeze_new_embeddings, lm_attn_implementation=cfg.lm_attn_implementation,
+        lm_attn_implementation=cfg.lm_attn_implementation,
         vision_final_ln=cfg.vision_final_ln, trust_remote_code=cfg.trust_remote_code,
         lm_random_init=cfg.lm_random_init,
         perceiver_kwargs=vars(cfg.perceiver).copy(), cross_attn_kwargs=vars(cfg.cross_attn).copy())
     if cfg.openflamingo_checkpoint is not None:
         # Read with torch.load(weights_only=True): a foreign file yields tensors, never code.
         load_openflamingo_checkpoint(flamingo, cfg.openflamingo_checkpoint)
+    counts = set_trainable(flamingo, **vars(cfg.trainable))
+    if dist.get_global_rank() == 0:
+        print(f"trainable parameters per part:\n{format_counts(counts)}", file=sys.stderr, flush=True)
+    # After set_trainable: only units left entirely frozen are cast.
     if cfg.frozen_dtype == "bf16":
         cast_frozen_units(flamingo, torch.bfloat16)
     if cfg.compile_blocks:
@@ -62,7 +70,7 @@ def apply_activation_checkpointing(flamingo: torch.nn.Module) -> None:
 
 def cast_frozen_units(flamingo: torch.nn.Module, dtype: torch.dtype) -> None:
     """Cast every FSDP unit (see `Flamingo.fsdp_wrap_fn`) whose parameters are all frozen: vision blocks
-    and decoder layers. Units stay dtype-uniform, which FSDP requires; the root (embeddings, norms,
+    and decoder layers not unfrozen by `model.trainable` (and a frozen Perceiver / xattn block). Units stay dtype-uniform, which FSDP requires; the root (embeddings, norms,
     added-token rows) stays fp32."""
     for module in flamingo.modules():
         params = list(module.parameters())
@@ -71,20 +79,34 @@ def cast_frozen_units(flamingo: torch.nn.Module, dtype: torch.dtype) -> None:
             module.to(dtype)
 
 
-def build_optimizer(model: torch.nn.Module, cfg: OptimizerConfig, on_gpu: bool) -> torch.optim.Optimizer:
-    """AdamW over the trainable parameters: weight decay on the gated cross-attention blocks (gates and
-    norms included, as the reference does), none on the Perceiver and the added-token rows."""
-    from recipe.model.cross_attention import GatedCrossAttentionBlock
+def optimizer_groups(model: torch.nn.Module, cfg: OptimizerConfig) -> list[dict]:
+    """Parameter groups of the trainable parameters: the gated cross-attention blocks get `weight_decay`
+    (gates and norms included, as the reference does); matrices of unfrozen LM layers and vision blocks get
+    `weight_decay_backbone`; the rest (Perceiver, added-token rows, backbone norms / biases / embedding
+    tables) gets none. Empty groups are dropped."""
+    from recipe.model.trainable import partition
 
-    decay = {id(p) for m in model.modules() if isinstance(m, GatedCrossAttentionBlock) for p in m.parameters()}
+    from recipe.model import Flamingo
+
+    flamingo = next(m for m in model.modules() if isinstance(m, Flamingo))
+    parts = partition(flamingo)
+    xattn = {id(p) for p in parts["cross_attn"]}
+    backbone = {id(p) for name in ("lm_layers", "vision_blocks") for p in parts[name] if p.ndim >= 2}
+    backbone -= {id(p) for m in flamingo.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
     trainable = [p for p in model.parameters() if p.requires_grad]
     if not trainable:
         raise ValueError("the model has no trainable parameters")
     groups = [
-        {"params": [p for p in trainable if id(p) in decay], "weight_decay": cfg.weight_decay},
-        {"params": [p for p in trainable if id(p) not in decay], "weight_decay": 0.0},
+        {"params": [p for p in trainable if id(p) in xattn], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in trainable if id(p) in backbone], "weight_decay": cfg.weight_decay_backbone},
+        {"params": [p for p in trainable if id(p) not in xattn and id(p) not in backbone], "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(model: torch.nn.Module, cfg: OptimizerConfig, on_gpu: bool) -> torch.optim.Optimizer:
+    """AdamW over `optimizer_groups`."""
+    return torch.optim.AdamW(optimizer_groups(model, cfg), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
                              fused=on_gpu or None)
 
 

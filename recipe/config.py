@@ -44,6 +44,25 @@ class CrossAttentionConfig:
 
 
 @dataclass
+class TrainableConfig:
+    """What trains (`recipe.model.trainable.set_trainable`); the defaults are the reference's choice.
+    `lm_last_n_layers` / `vision_last_n_blocks`: last N decoder layers / ViT blocks, 0 none, -1 all. The whole
+    LM: lm_last_n_layers=-1, lm_embeddings=true, lm_norms=true."""
+    perceiver: bool = True
+    cross_attn: bool = True
+    new_embeddings: bool = True     # the <image> / <|endofchunk|> / <PAD> rows
+    lm_embeddings: bool = False     # the LM's input embedding and output head (full vocabulary)
+    lm_last_n_layers: int = 0
+    lm_norms: bool = False          # the LM's norms outside its layers (final norm)
+    vision_last_n_blocks: int = 0
+
+    def __post_init__(self):
+        for key in ("lm_last_n_layers", "vision_last_n_blocks"):
+            if getattr(self, key) < -1:
+                raise ValueError(f"{key} must be >= 0, or -1 for all, got {getattr(self, key)}")
+
+
+@dataclass
 class ModelConfig:
     """Arguments of `recipe.model.build_flamingo`, plus how to initialise and store the weights."""
     vision_name: str = "ViT-L-14"
@@ -54,7 +73,7 @@ class ModelConfig:
     perceiver: PerceiverConfig = field(default_factory=PerceiverConfig)
     cross_attn: CrossAttentionConfig = field(default_factory=CrossAttentionConfig)
     decoder_layers_attr: Optional[str] = None
-    freeze_new_embeddings: bool = False
+    trainable: TrainableConfig = field(default_factory=TrainableConfig)
     lm_attn_implementation: str = "sdpa"
     vision_final_ln: bool = False
     # Run the model repo's own Python code (some hub LMs, e.g. MosaicGPT checkpoints, need it). Off by default.
@@ -85,11 +104,14 @@ class DataConfig:
 
 @dataclass
 class OptimizerConfig:
-    """torch.optim.AdamW over the trainable parameters; weight decay applies to cross-attention blocks only."""
+    """torch.optim.AdamW over the trainable parameters. `weight_decay`: the cross-attention blocks (all their
+    parameters, as the reference); `weight_decay_backbone`: matrices of unfrozen LM layers / vision blocks (never
+    their norms, biases or embedding tables); everything else (Perceiver, added-token rows) gets none."""
     lr: float = 1.0e-4
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1.0e-8
     weight_decay: float = 0.1
+    weight_decay_backbone: float = 0.0
 
 
 @dataclass
@@ -403,6 +425,10 @@ def validate(raw: dict) -> TrainConfig:
         for i, image in enumerate(cfg.callbacks.captions.images):
             _check_exists(image, f"callbacks.captions.images[{i}]", "image file")
 
+    t = cfg.model.trainable
+    if not (t.perceiver or t.cross_attn or t.new_embeddings or t.lm_embeddings or t.lm_norms
+            or t.lm_last_n_layers or t.vision_last_n_blocks):
+        raise ConfigError("model.trainable: nothing would train; enable at least one part")
     if len(cfg.optimizer.betas) != 2:
         raise ConfigError(f"optimizer.betas: expected two numbers, got {cfg.optimizer.betas}")
     if cfg.model.vision_name.startswith("local-dir:"):

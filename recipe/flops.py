@@ -1,15 +1,17 @@
-"""Model FLOPs of one training batch, aware of which parts are frozen (for SpeedMonitor's MFU).
+"""Model FLOPs of one training batch, aware of which parts train (for SpeedMonitor's MFU).
 
-Counted per real image and per real (attention-masked) token, with matmul FLOPs = 2 × params × tokens:
-- frozen vision encoder: forward only, 2·N_vis per patch token + self-attention 4·layers·tokens²·width;
-- Perceiver (trained): forward ×3 (forward + backward for activations and weights); its `to_kv` sees
-  patch tokens + latents, the rest only the latents;
-- gated cross-attention (trained): ×3; `to_kv` runs on the image latents, the rest per text token,
-  attention 4·(real images·latents)·inner per token;
-- frozen LM decoder layers and output head: 2·N forward plus 2·N backward for activations (4·N per
-  token), except layers before the first cross-attention block, which get no backward (2·N);
-  self-attention 4·L²·hidden per layer forward, ×3 where a backward runs;
-- other trainable parameters (new token embeddings): 6·N per token (negligible).
+Counted per real image and per real (attention-masked) token, with matmul FLOPs = 2 × params × tokens.
+Each block (vision block, Perceiver, cross-attention block, decoder layer, output head) in data-flow order
+costs its forward (2·N) plus a backward for activations (2·N) when anything upstream of it, or the block
+itself, trains, plus a backward for weights (2·N) when it trains: 2·N frozen with nothing trainable before
+it (the frozen vision prefix, layers before the first trainable part), 4·N frozen behind trainable parts,
+6·N trainable. Parameter-free attention (4·tokens²·width per layer forward) costs ×3 when a backward runs.
+- vision: the stem (patch embedding, norms) is always frozen; patch tokens + class token through the blocks;
+- Perceiver: its `to_kv` sees patch tokens + latents, the rest only the latents;
+- gated cross-attention: `to_kv` runs on the image latents, the rest per text token, attention
+  4·(real images·latents)·inner per token; its output depends on the media, so a trainable vision suffix or
+  Perceiver makes every later layer run a backward;
+- embedding lookups cost nothing; the output head is a matmul over the whole vocabulary.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ class FlopsCounter:
     def __init__(self, flamingo: nn.Module):
         from transformers import PreTrainedModel
 
-        from recipe.model.cross_attention import GatedCrossAttentionBlock
         from recipe.model.lm import FlamingoLayer
         from recipe.model.perceiver import PerceiverResampler
         from recipe.model.vision import VisionEncoder
@@ -36,56 +37,72 @@ class FlopsCounter:
 
         vision, perceiver, lm = first(VisionEncoder), first(PerceiverResampler), first(PreTrainedModel)
         layers = [m for m in flamingo.modules() if isinstance(m, FlamingoLayer)]
-        blocks = [m for m in flamingo.modules() if isinstance(m, GatedCrossAttentionBlock)]
         if vision is None or perceiver is None or lm is None or not layers:
             raise ValueError("FlopsCounter: the model lacks a vision encoder, perceiver or Flamingo LM layers")
 
-        # Vision: patch tokens (+1 class token) through `layers` blocks of `width`.
+        def trains(module) -> bool:
+            return any(p.requires_grad for p in module.parameters())
+
+        def factors(upstream: bool, module) -> tuple[float, float]:
+            """(matmul, attention) multipliers of `module`'s forward FLOPs; the weight-gradient share is
+            its trainable fraction (the output head trains only its added-token rows by default)."""
+            n = _numel(module)
+            frac = sum(p.numel() for p in module.parameters() if p.requires_grad) / max(n, 1)
+            backward = upstream or frac > 0
+            return 1 + backward + frac, 3.0 if backward else 1.0
+
+        # Vision: patch tokens (+1 class token) through the blocks; the stem runs forward only.
         visual = vision.visual
         grid = getattr(visual, "grid_size", None)
-        self.vis_tokens = int(grid[0] * grid[1]) + 1
-        self.vision_fwd_per_image = (2 * _numel(vision) * self.vis_tokens
-                                     + 4 * len(vision.resblocks) * self.vis_tokens ** 2 * vision.width)
+        self.vis_tokens = t = int(grid[0] * grid[1]) + 1
+        vis_blocks = vision.resblocks
+        per_image = 2 * (_numel(vision) - sum(_numel(b) for b in vis_blocks)) * t
+        grad = False  # does the activation flowing at this point require grad?
+        for block in vis_blocks:
+            mm, att = factors(grad, block)
+            per_image += mm * 2 * _numel(block) * t + att * 4 * t ** 2 * vision.width
+            grad = grad or trains(block)
 
         # Perceiver: latents attend to concat(patch tokens, latents).
         n_lat = perceiver.num_latents
-        media = self.vis_tokens - 1
+        media = t - 1
         kv = sum(_numel(layer.attn.to_kv) for layer in perceiver.layers)
         inner = sum(layer.attn.to_q.out_features for layer in perceiver.layers)
-        rest = _numel(perceiver) - kv
+        mm, att = factors(grad, perceiver)
+        per_image += mm * (2 * kv * (media + n_lat) + 2 * (_numel(perceiver) - kv) * n_lat) \
+            + att * 4 * n_lat * (media + n_lat) * inner
+        media_grad = grad or trains(perceiver)
         self.num_latents = n_lat
-        self.perceiver_fwd_per_image = 2 * kv * (media + n_lat) + 2 * rest * n_lat + 4 * n_lat * (media + n_lat) * inner
+        self.per_image = per_image
 
-        # Cross-attention blocks: per text token, per image latent, and attention.
-        xkv = sum(_numel(b.attn.to_kv) for b in blocks)
-        self.xattn_per_token = 2 * (sum(_numel(b) for b in blocks) - xkv)
-        self.xattn_per_latent = 2 * xkv
-        self.xattn_inner = sum(b.attn.to_q.out_features for b in blocks)
-
-        # Frozen LM: decoder layers (without the blocks) and the output head.
+        # LM: the input embedding is a lookup; then per layer the xattn block and the original layer.
         hidden = lm.config.hidden_size
-        first_block = next(i for i, layer in enumerate(layers) if layer.gated_cross_attn_layer is not None) \
-            if blocks else len(layers)
-        per_layer = [_numel(layer.decoder_layer) for layer in layers]
-        self.lm_fwd_only = 2 * sum(per_layer[:first_block])
-        self.lm_fwd_bwd = 4 * (sum(per_layer[first_block:]) + _numel(lm.get_output_embeddings()))
-        self.attn_fwd_only = 4 * first_block * hidden
-        self.attn_fwd_bwd = 3 * 4 * (len(layers) - first_block) * hidden
-
-        counted = {id(p) for m in (vision, perceiver, *blocks) for p in m.parameters()}
-        self.other_trainable = sum(p.numel() for p in flamingo.parameters()
-                                   if p.requires_grad and id(p) not in counted)
+        grad = trains(lm.get_input_embeddings())
+        self.per_token = self.per_latent = self.per_token_image = self.per_token_sq = 0.0
+        for layer in layers:
+            block = layer.gated_cross_attn_layer
+            if block is not None:
+                mm, att = factors(grad or media_grad, block)
+                xkv = _numel(block.attn.to_kv)
+                self.per_token += mm * 2 * (_numel(block) - xkv)
+                self.per_latent += mm * 2 * xkv
+                self.per_token_image += att * 4 * block.attn.to_q.out_features * n_lat
+                grad = grad or media_grad or trains(block)
+            mm, att = factors(grad, layer.decoder_layer)
+            self.per_token += mm * 2 * _numel(layer.decoder_layer)
+            self.per_token_sq += att * 4 * hidden
+            grad = grad or trains(layer.decoder_layer)
+        head = lm.get_output_embeddings()
+        mm, _ = factors(grad, head)
+        self.per_token += mm * 2 * _numel(head)
 
     def __call__(self, batch) -> float:
         total = 0.0
         for b in batch.values():
             lengths = b["attention_mask"].sum(dim=1).to(torch.float64)
             images = b["num_images"].to(torch.float64)
-            tokens, tokens_sq = lengths.sum().item(), (lengths ** 2).sum().item()
             n_images = images.sum().item()
-            total += n_images * (self.vision_fwd_per_image + 3 * self.perceiver_fwd_per_image)
-            total += 3 * (self.xattn_per_token * tokens + self.xattn_per_latent * n_images * self.num_latents
-                          + 4 * self.xattn_inner * self.num_latents * (lengths * images).sum().item())
-            total += (self.lm_fwd_only + self.lm_fwd_bwd + 6 * self.other_trainable) * tokens
-            total += (self.attn_fwd_only + self.attn_fwd_bwd) * tokens_sq
+            total += n_images * (self.per_image + self.per_latent * self.num_latents)
+            total += self.per_token * lengths.sum().item() + self.per_token_sq * (lengths ** 2).sum().item()
+            total += self.per_token_image * (lengths * images).sum().item()
         return total

@@ -63,7 +63,7 @@ def build_flamingo(vision_name: str, vision_pretrained: str | None = None, lm_pa
     (benchmarks; `lm_path` then needs only `config.json`). image_transform is open_clip's validation transform.
 
     Only the Perceiver, the gated cross-attention blocks and (unless `freeze_new_embeddings`) the
-    added-token rows are trainable.
+    added-token rows are trainable; `recipe.model.trainable.set_trainable` changes that choice.
     """
     if not lm_path:
         raise ValueError("build_flamingo needs lm_path")

@@ -61,8 +61,9 @@ def _trainable_names(model: nn.Module) -> list[str]:
 
 def export_openflamingo_checkpoint(model: nn.Module) -> dict[str, torch.Tensor]:
     """Our trainable state in OpenFlamingo's layout: Perceiver, xattn blocks and the full-vocabulary
-    input/output embedding matrices (base rows followed by the added-token rows). The reference model
-    loads it with `load_state_dict(sd, strict=False)`."""
+    input/output embedding matrices (base rows followed by the added-token rows), plus any other parameter
+    that trains (unfrozen LM layers / norms, vision blocks; see `recipe.model.trainable`) under the
+    reference's name. The reference model loads it with `load_state_dict(sd, strict=False)`."""
     emb_name, emb, head_name, head = _token_modules(model)
     out = {}
     for name, tensor in model.state_dict().items():
@@ -70,6 +71,11 @@ def export_openflamingo_checkpoint(model: nn.Module) -> dict[str, torch.Tensor]:
             out[_perceiver_to_ref(name)] = tensor.detach().clone()
         elif ".gated_cross_attn_layer." in name:
             out[name] = tensor.detach().clone()
+    trained = {name for name, p in model.named_parameters() if p.requires_grad}
+    for name, tensor in model.state_dict().items():
+        if name in trained and not name.startswith(("perceiver.", f"{emb_name}.", f"{head_name}.")) \
+                and ".gated_cross_attn_layer." not in name:
+            out[name.replace("vision_encoder.visual.", "vision_encoder.", 1)] = tensor.detach().clone()
     base_v = emb.base_vocab_size
     out[f"{emb_name}.weight"] = torch.cat((emb.base.weight[:base_v], emb.new_token_weight.to(emb.base.weight.dtype))
                                           ).detach().clone()

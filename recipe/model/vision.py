@@ -18,7 +18,8 @@ def load_open_clip_visual(name: str, pretrained: str | None = None):
 
 
 class VisionEncoder(nn.Module):
-    """Wraps an open_clip `VisionTransformer`: frozen, always in eval mode, run without grad.
+    """Wraps an open_clip `VisionTransformer`: frozen by default (see `recipe.model.trainable` to train its last
+    blocks), always in eval mode (no dropout / patch dropout), run without grad while nothing in it trains.
 
     Returns the patch tokens (CLS dropped, no projection). By default they are the raw last-block
     residual stream (open_clip <= 2.22 behaviour, which the released models were trained on);
@@ -46,8 +47,12 @@ class VisionEncoder(nn.Module):
         # Frozen tower: dropout / patch-dropout must never switch on with the parent's .train().
         return super().train(False)
 
-    @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """images (N, C, H, W) -> patch tokens (N, num_patches, width)."""
-        _, tokens = self.visual(images.to(self.visual.conv1.weight.dtype))
+        """images (N, C, H, W) -> patch tokens (N, num_patches, width).
+
+        With trainable last blocks autograd records only from the first trainable block on: the input is
+        detached and the frozen prefix's weights need no grad, so the prefix keeps no activations."""
+        trains = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
+        with torch.set_grad_enabled(trains):
+            _, tokens = self.visual(images.detach().to(self.visual.conv1.weight.dtype))
         return tokens
