@@ -39,6 +39,7 @@ from recipe.data.interleaved import InterleavedDataset
 from recipe.data.pairs import PairsDataset
 from recipe.data.shaping import ShapingDataset
 from recipe.data.shm import clean_stale_shared_memory, register_owner
+from recipe.data.text import ASSIGNMENTS
 from recipe.tokens import IGNORE_INDEX
 
 KINDS = {"pairs": PairsDataset, "interleaved": InterleavedDataset}
@@ -88,6 +89,25 @@ class SourceConfig:
         self.streams = {k: v if isinstance(v, StreamConfig) else StreamConfig(**v) for k, v in self.streams.items()}
         if self.max_tokens is None:
             self.max_tokens = DEFAULT_MAX_TOKENS[self.kind]
+        if self.max_tokens < 4:
+            raise ValueError(f"max_tokens must be >= 4 (room for <image>, text and <|endofchunk|>), got {self.max_tokens}")
+        if not 1 <= self.min_images <= self.max_images:
+            raise ValueError(f"need 1 <= min_images <= max_images, got min_images={self.min_images}, "
+                             f"max_images={self.max_images}")
+        if not 0.0 <= self.single_image_drop_prob <= 1.0:
+            raise ValueError(f"single_image_drop_prob must be in [0, 1], got {self.single_image_drop_prob}")
+        if not -1.0 <= self.sim_threshold <= 1.0:
+            # The reference's default of 30 silently dropped every MMC4 image pair.
+            raise ValueError(f"sim_threshold is a CLIP cosine similarity in [-1, 1], got {self.sim_threshold}")
+        if self.assignment not in ASSIGNMENTS:
+            raise ValueError(f"unknown assignment {self.assignment!r}; expected one of {ASSIGNMENTS}")
+        if self.min_image_bytes < 0 or self.loss_multiplier < 0:
+            raise ValueError("min_image_bytes and loss_multiplier must be >= 0")
+        if self.epoch_size is not None and self.epoch_size < 1:
+            raise ValueError(f"epoch_size must be >= 1 (or null for all samples), got {self.epoch_size}")
+        for name, stream in self.streams.items():
+            if stream.proportion is not None and stream.proportion <= 0:
+                raise ValueError(f"streams.{name}.proportion must be > 0, got {stream.proportion}")
 
 
 def _is_url(path: str) -> bool:

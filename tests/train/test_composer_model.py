@@ -122,3 +122,30 @@ def test_ddp_activation_checkpointing_keeps_gradients_and_state_dict(demo_assets
     assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 0
     for name, g in grads[0].items():
         assert torch.allclose(g, grads[1][name], atol=1e-6), name
+
+
+@pytest.mark.parametrize("opts", [{"lm_last_n_layers": 2}, {"vision_last_n_blocks": 1, "perceiver": False},
+                                  {"lm_last_n_layers": -1, "lm_embeddings": True, "lm_norms": True,
+                                   "vision_last_n_blocks": -1}, {"new_embeddings": False, "cross_attn": False}])
+def test_flops_follow_the_trainable_choice(setup, opts):
+    """Unfrozen decoder layers / vision blocks cost a weight gradient (6N), frozen blocks behind a trainable
+    part a backward for activations (4N), the frozen prefix only a forward: the counter still matches
+    torch's FlopCounterMode, and a larger trainable set costs more than the reference's."""
+    from recipe.flops import FlopsCounter
+    from recipe.model.trainable import set_trainable
+
+    model, batch, _ = setup
+    laion = {"laion": {**batch["laion"], "attention_mask": torch.ones_like(batch["laion"]["attention_mask"])}}
+    default = FlopsCounter(model.model)(laion)
+    try:
+        set_trainable(model.model, **opts)
+        counter = FlopCounterMode(display=False)
+        with counter:
+            model.loss(model(laion), laion)["total"].backward()
+        model.zero_grad(set_to_none=True)
+        predicted = FlopsCounter(model.model)(laion)
+        assert predicted == pytest.approx(counter.get_total_flops(), rel=0.1)
+        if opts.get("lm_last_n_layers") or opts.get("vision_last_n_blocks"):
+            assert predicted > default
+    finally:
+        set_trainable(model.model)

@@ -36,6 +36,19 @@ def test_demo_config_is_valid(overrides):
     ("precision=amp_bf16", "CPU training supports only fp32"),
     ("autoresume=true save_folder=null", "autoresume: needs save_folder"),
     ("parallelism_config.fsdp.sharding_strategy=FULL_SHARD", "FSDP needs CUDA"),
+    ("train_data.sources.mmc4.sim_threshold=30", "train_data.sources.mmc4: sim_threshold is a CLIP cosine similarity"),
+    ("train_data.sources.mmc4.min_images=4", "need 1 <= min_images <= max_images, got min_images=4, max_images=3"),
+    ("train_data.sources.mmc4.max_images=0", "need 1 <= min_images <= max_images"),
+    ("train_data.sources.mmc4.single_image_drop_prob=1.5", "single_image_drop_prob must be in [0, 1]"),
+    ("train_data.sources.laion.max_tokens=2", "train_data.sources.laion: max_tokens must be >= 4"),
+    ("train_data.sources.mmc4.assignment=greedy", "unknown assignment 'greedy'"),
+    ("train_data.sources.laion.epoch_size=0", "epoch_size must be >= 1"),
+    ("train_data.sources.laion.streams.main.proportion=0", "streams.main.proportion must be > 0"),
+    ("model.trainable.perceiver=false model.trainable.cross_attn=false model.trainable.new_embeddings=false",
+     "model.trainable: nothing would train"),
+    ("model.trainable.lm_last_n_layers=-2", "lm_last_n_layers must be >= 0, or -1 for all"),
+    ("model.trainable.lm_layers=2", "unknown key 'model.trainable.lm_layers' (did you mean"),
+    ("model.freeze_new_embeddings=true", "unknown key 'model.freeze_new_embeddings'"),
 ])
 def test_bad_configs_are_one_clear_error(overrides, extra, message):
     with pytest.raises(ConfigError) as e:
