@@ -158,3 +158,24 @@ def test_bad_counts_are_rejected(build):
         set_trainable(model, lm_last_n_layers=99)
     with pytest.raises(ValueError, match=">= 0 or -1"):
         set_trainable(model, vision_last_n_blocks=-2)
+
+
+def test_export_carries_unfrozen_backbone_weights(build):
+    from recipe.model import export_openflamingo_checkpoint, load_openflamingo_checkpoint
+
+    model, _ = build("llama")
+    set_trainable(model, lm_last_n_layers=1, lm_norms=True, vision_last_n_blocks=1)
+    randomize_trainable(model, seed=3)
+    state = export_openflamingo_checkpoint(model)
+    last = f"lang_encoder.{model.decoder_layers_attr}.{len(model.decoder_layers) - 1}.decoder_layer."
+    assert any(k.startswith(last) for k in state)
+    assert any(k.startswith("vision_encoder.transformer.resblocks.1.") for k in state)  # the reference's names
+    assert not any(k.startswith("vision_encoder.transformer.resblocks.0.") for k in state)  # frozen: not exported
+
+    fresh, _ = build("llama")
+    report = load_openflamingo_checkpoint(fresh, state)
+    assert not report.missing_keys and not report.unexpected_keys
+    ours, theirs = dict(model.named_parameters()), dict(fresh.named_parameters())
+    for name, p in ours.items():
+        if p.requires_grad:
+            torch.testing.assert_close(theirs[name], p, msg=name)
