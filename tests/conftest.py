@@ -1,5 +1,7 @@
 """Shared offline fixtures: a trained BPE tokenizer, tiny LMs of each family and a tiny open_clip ViT."""
 
+import atexit
+import gc
 import os
 
 import pytest
@@ -51,3 +53,29 @@ def lm_dir_factory(assets_dir, tokenizer):
 def vision_name(assets_dir):
     """Name of a registered tiny open_clip ViT (32 px images, 16 patch tokens of width 64)."""
     return offline.register_tiny_vision(os.path.join(assets_dir, "vision"))
+
+
+@pytest.fixture(autouse=True)
+def release_streaming_shared_memory(monkeypatch):
+    """Streaming keeps every shared-memory block it opens until interpreter exit (an atexit handler per
+    block), and each new StreamingDataset attaches to the blocks of every live one. A training process
+    builds its datasets once; a test session builds hundreds, and the open-file count grows past the
+    limit. Release what each test opened when it ends."""
+    from streaming.base.shared import memory
+
+    opened = []
+    original_init = memory.SharedMemory.__init__
+
+    def tracking_init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        opened.append(self)
+
+    monkeypatch.setattr(memory.SharedMemory, "__init__", tracking_init)
+    yield
+    gc.collect()  # drop the datasets' numpy views of the blocks, which would keep them mapped
+    for block in reversed(opened):
+        atexit.unregister(block.cleanup)
+        try:
+            block.cleanup()
+        except BufferError:  # still viewed by an object the test kept alive: left to atexit
+            atexit.register(block.cleanup)
