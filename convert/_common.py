@@ -614,14 +614,16 @@ def _worker(job: Job, tasks: Any, results: Any) -> None:
 def convert(spec_module: str, inputs: Iterable[str], output: str, *, workers: int = 1,
             shard_size: int | str = DEFAULT_SHARD_SIZE, max_samples: Optional[int] = None,
             compression: Optional[str] = None, staging_dir: Optional[str] = None,
-            options: Optional[dict] = None, progress_bar: bool = True, dedup_across_inputs: bool = True) -> dict:
+            options: Optional[dict] = None, progress_bar: bool = True, dedup_across_inputs: bool = True,
+            max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> dict:
     """Convert `inputs` into one MDS dataset at `output` and return the conversion report.
 
     spec_module: "convert.laion_to_mds" etc. (a module with SPEC, or "module:ATTR"); the scripts' convert_*
     functions fill it and `options` in. inputs: files, folders, globs, {a..b} patterns, local or s3://.
     output: local folder or s3:// prefix. workers: processes converting input files in parallel.
     shard_size: MDS size_limit (bytes or "64mb"). compression: MDS compression (None: images don't compress).
-    staging_dir: scratch root for s3:// outputs. options: converter settings (e.g. max_image_pixels).
+    staging_dir: scratch root for s3:// outputs. options: the converter's own settings.
+    max_image_pixels: decompression-bomb limit of the image validation.
 
     Resumable: published units with matching settings are reused. With `max_samples`, units are converted
     in input order in this process, each capped at what is still missing, so the subset is deterministic.
@@ -633,7 +635,7 @@ def convert(spec_module: str, inputs: Iterable[str], output: str, *, workers: in
 
     start = time.time()
     spec = _load_spec(spec_module)
-    options = dict(options or {})
+    options = {**(options or {}), "max_image_pixels": max_image_pixels}
     urls = expand_inputs(list(inputs), spec.suffixes)
     out = Output(output)
     if out.remote:  # one scratch folder per output, so a rerun finds (and clears) a killed run's leftovers
@@ -844,7 +846,7 @@ def run_cli(spec_module: str, args: argparse.Namespace, inputs: list[str], optio
     try:
         return convert(spec_module, inputs, args.output, workers=args.workers, shard_size=args.shard_size,
                        max_samples=args.max_samples, compression=args.compression, staging_dir=args.staging_dir,
-                       options={"max_image_pixels": args.max_image_pixels, **options},
+                       options=options, max_image_pixels=args.max_image_pixels,
                        progress_bar=not args.no_progress, dedup_across_inputs=not args.no_cross_input_dedup)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

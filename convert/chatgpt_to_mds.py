@@ -111,9 +111,8 @@ SPEC = Spec(name="chatgpt", columns=INTERLEAVED_COLUMNS, suffixes=(".json", ".js
 
 def convert_chatgpt(inputs: list[str], output: str, **kwargs: Any) -> dict:
     """Python API: see `convert._common.convert` for the keyword arguments; returns the report."""
-    from convert._common import DEFAULT_MAX_IMAGE_PIXELS, convert
-    options = {"max_image_pixels": kwargs.pop("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS)}
-    return convert("convert.chatgpt_to_mds", inputs, output, options=options, **kwargs)
+    from convert._common import convert
+    return convert("convert.chatgpt_to_mds", inputs, output, **kwargs)
 
 
 def main(argv: Optional[list[str]] = None) -> dict:

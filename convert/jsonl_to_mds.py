@@ -110,9 +110,8 @@ def convert_jsonl(inputs: list[str], output: str, kind: str, image_root: Optiona
                   **kwargs: Any) -> dict:
     """Python API: `kind` is "pairs" or "interleaved"; see `convert._common.convert` for the other keyword
     arguments; returns the report."""
-    from convert._common import DEFAULT_MAX_IMAGE_PIXELS, convert
-    options = {"max_image_pixels": kwargs.pop("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS), "kind": kind,
-               "image_root": os.path.abspath(image_root) if image_root else None}
+    from convert._common import convert
+    options = {"kind": kind, "image_root": os.path.abspath(image_root) if image_root else None}
     return convert(SPECS[kind], inputs, output, options=options, **kwargs)
 
 

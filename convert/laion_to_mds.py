@@ -104,9 +104,8 @@ SPEC = Spec(name="laion", columns=PAIRS_COLUMNS, suffixes=(".tar", ".parquet"), 
 
 def convert_laion(inputs: list[str], output: str, **kwargs: Any) -> dict:
     """Python API: see `convert._common.convert` for the keyword arguments; returns the report."""
-    from convert._common import DEFAULT_MAX_IMAGE_PIXELS, convert
-    options = {"max_image_pixels": kwargs.pop("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS)}
-    return convert("convert.laion_to_mds", _prefer_tars(inputs), output, options=options, **kwargs)
+    from convert._common import convert
+    return convert("convert.laion_to_mds", _prefer_tars(inputs), output, **kwargs)
 
 
 def _prefer_tars(inputs: list[str]) -> list[str]:

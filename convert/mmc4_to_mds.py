@@ -163,9 +163,8 @@ SPEC = Spec(name="mmc4", columns=INTERLEAVED_COLUMNS, suffixes=(".jsonl", ".json
 def convert_mmc4(inputs: list[str], output: str, image_dir: Optional[str] = None, image_layout: str = "auto",
                  **kwargs: Any) -> dict:
     """Python API: see `convert._common.convert` for the other keyword arguments; returns the report."""
-    from convert._common import DEFAULT_MAX_IMAGE_PIXELS, convert
-    options = {"max_image_pixels": kwargs.pop("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS),
-               "image_dir": os.path.abspath(image_dir) if image_dir else None, "image_layout": image_layout}
+    from convert._common import convert
+    options = {"image_dir": os.path.abspath(image_dir) if image_dir else None, "image_layout": image_layout}
     return convert("convert.mmc4_to_mds", inputs, output, options=options, **kwargs)
 
 
