@@ -250,6 +250,24 @@ def tar_groups(path: str) -> Iterator[tuple[str, dict[str, bytes], Optional[str]
         yield key, group, problem
 
 
+def guarded(records: Iterable[tuple[Optional[str], Any, Optional[str]]], stats: "UnitStats",
+            build: Callable[[str, Any], dict]) -> Iterator[dict]:
+    """The per-record bookkeeping the readers share. `records` yields (key, record, problem): no key is an
+    input error (counted, nothing read); otherwise the record counts as read and `build(key, record)` makes
+    the sample, unless it carries a problem or raises `Reject`, either of which is counted by reason."""
+    for key, record, problem in records:
+        if not key:
+            stats.input_errors[problem] += 1
+            continue
+        stats.records_read += 1
+        try:
+            if problem:
+                raise Reject(problem)
+            yield build(key, record)
+        except Reject as r:
+            stats.reject(r.reason, key, r.detail)
+
+
 def iter_json_lines(path: str) -> Iterator[tuple[int, Any, Optional[str]]]:
     """(line number, parsed object, problem) for a .jsonl or .jsonl.zip file (every member of the zip, in name
     order, numbered on). Blank lines are skipped; a malformed one comes back with problem "json_malformed",

@@ -17,7 +17,7 @@ from typing import Any, Iterator, Optional
 
 from convert._common import (
     INTERLEAVED_COLUMNS, Reject, Spec, UnitStats, base_parser, decode_base64_image, fixed_document,
-    interleaved_sample, iter_json_lines, run_cli, tar_groups, validate_image,
+    guarded, interleaved_sample, iter_json_lines, run_cli, tar_groups, validate_image,
 )
 
 PLACEHOLDER = re.compile(r"_!_IMAGE\d+_!_")
@@ -93,17 +93,7 @@ def _documents(path: str, url: str, stats: UnitStats) -> Iterator[tuple[Optional
 
 
 def read(path: str, url: str, options: dict, stats: UnitStats) -> Iterator[dict]:
-    for key, doc, problem in _documents(path, url, stats):
-        if key is None:
-            stats.input_errors[problem] += 1
-            continue
-        stats.records_read += 1
-        try:
-            if problem:
-                raise Reject(problem)
-            yield chatgpt_document(doc, key, options, stats)
-        except Reject as r:
-            stats.reject(r.reason, key, r.detail)
+    return guarded(_documents(path, url, stats), stats, lambda key, doc: chatgpt_document(doc, key, options, stats))
 
 
 SPEC = Spec(name="chatgpt", columns=INTERLEAVED_COLUMNS, suffixes=(".json", ".jsonl", ".tar"), read=read)

@@ -13,8 +13,8 @@ import os
 from typing import Any, Iterator, Optional
 
 from convert._common import (
-    PAIRS_COLUMNS, Reject, Spec, UnitStats, base_parser, check_text, decode_utf8_text, expand_inputs, run_cli,
-    tar_groups, validate_image,
+    PAIRS_COLUMNS, Reject, Spec, UnitStats, base_parser, check_text, decode_utf8_text, expand_inputs, guarded,
+    run_cli, tar_groups, validate_image,
 )
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
@@ -35,30 +35,23 @@ def _pair(key: str, image: Optional[bytes], caption: str, meta: dict, options: d
 
 
 def _read_tar(path: str, stats: UnitStats, options: dict) -> Iterator[dict]:
-    for key, group, problem in tar_groups(path):
-        if not key:
-            stats.input_errors[problem] += 1
-            continue
-        stats.records_read += 1
-        try:
-            if problem:
-                raise Reject(problem)
-            image = next((group[e] for e in IMAGE_EXTS if e in group), None)
-            meta: Any = {}
-            if "json" in group:
-                try:
-                    meta = json.loads(group["json"].decode("utf-8"))
-                except (UnicodeDecodeError, json.JSONDecodeError):
-                    raise Reject("json_malformed") from None
-                if not isinstance(meta, dict):
-                    raise Reject("json_malformed", "metadata is not an object")
-            if "txt" in group or "caption" not in meta:
-                caption = decode_utf8_text(group.get("txt"), "caption")
-            else:  # no .txt member: img2dataset also records the caption in the metadata
-                caption = check_text(meta["caption"], "caption")
-            yield _pair(key, image, caption, meta, options)
-        except Reject as r:
-            stats.reject(r.reason, key, r.detail)
+    def build(key: str, group: dict) -> dict:
+        image = next((group[e] for e in IMAGE_EXTS if e in group), None)
+        meta: Any = {}
+        if "json" in group:
+            try:
+                meta = json.loads(group["json"].decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                raise Reject("json_malformed") from None
+            if not isinstance(meta, dict):
+                raise Reject("json_malformed", "metadata is not an object")
+        if "txt" in group or "caption" not in meta:
+            caption = decode_utf8_text(group.get("txt"), "caption")
+        else:  # no .txt member: img2dataset also records the caption in the metadata
+            caption = check_text(meta["caption"], "caption")
+        return _pair(key, image, caption, meta, options)
+
+    return guarded(tar_groups(path), stats, build)
 
 
 def _read_parquet(path: str, stats: UnitStats, options: dict) -> Iterator[dict]:

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator, Optional
 
 from convert._common import (
     INTERLEAVED_COLUMNS, Reject, Spec, UnitStats, base_parser, decode_base64_image, finite_or_none,
-    interleaved_sample, iter_json_lines, run_cli, tar_groups, validate_image,
+    guarded, interleaved_sample, iter_json_lines, run_cli, tar_groups, validate_image,
 )
 
 LAYOUTS = ("auto", "flat", "sharded")
@@ -120,41 +120,26 @@ def mmc4_document(doc: Any, key: str, load_image: Callable[[dict], bytes], optio
     return interleaved_sample(key, "mmc4", url if isinstance(url, str) else "", texts, kept, rows)
 
 
+def _tar_document(key: str, group: dict, options: dict, stats: UnitStats) -> dict:
+    if "json" not in group:
+        raise Reject("json_missing")
+    try:
+        doc = json.loads(group["json"].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise Reject("json_malformed") from None
+    return mmc4_document(doc, key, base64_image_source, options, stats)
+
+
 def read(path: str, url: str, options: dict, stats: UnitStats) -> Iterator[dict]:
-    stem = url.rstrip("/").rsplit("/", 1)[-1].split(".")[0]
     if url.endswith(".tar"):
-        for key, group, problem in tar_groups(path):
-            if not key:
-                stats.input_errors[problem] += 1
-                continue
-            stats.records_read += 1
-            try:
-                if problem:
-                    raise Reject(problem)
-                if "json" not in group:
-                    raise Reject("json_missing")
-                try:
-                    doc = json.loads(group["json"].decode("utf-8"))
-                except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-                    raise Reject("json_malformed") from None
-                yield mmc4_document(doc, key, base64_image_source, options, stats)
-            except Reject as r:
-                stats.reject(r.reason, key, r.detail)
-        return
+        return guarded(tar_groups(path), stats, lambda key, group: _tar_document(key, group, options, stats))
     if not options.get("image_dir"):
         raise ValueError("MMC4 .jsonl/.jsonl.zip input needs --image-dir (the downloaded images)")
     load = folder_image_source(options["image_dir"], options.get("image_layout", "auto"), shard_index(url))
-    for line, doc, problem in iter_json_lines(path):
-        if problem in ("input_truncated", "input_unreadable"):
-            stats.input_errors[problem] += 1
-            continue
-        stats.records_read += 1
-        try:
-            if problem:
-                raise Reject(problem)
-            yield mmc4_document(doc, f"{stem}/{line}", load, options, stats)
-        except Reject as r:
-            stats.reject(r.reason, f"{stem}/{line}", r.detail)
+    stem = url.rstrip("/").rsplit("/", 1)[-1].split(".")[0]
+    lines = ((None if problem in ("input_truncated", "input_unreadable") else f"{stem}/{line}", doc, problem)
+             for line, doc, problem in iter_json_lines(path))
+    return guarded(lines, stats, lambda key, doc: mmc4_document(doc, key, load, options, stats))
 
 
 SPEC = Spec(name="mmc4", columns=INTERLEAVED_COLUMNS, suffixes=(".jsonl", ".jsonl.zip", ".zip", ".tar"), read=read)
