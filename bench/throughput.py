@@ -7,8 +7,8 @@ weights of a chosen shape, nothing downloaded.
 
 Reports (rank 0): step time (median of the measured steps), samples/s per source, real images/s, non-pad
 tokens/s, MFU with the same frozen-aware FLOP count SpeedMonitor uses (`flops_per_batch`), peak GPU
-memory, and the fraction of step time spent waiting for the dataloader. Per-step losses are kept so runs
-on different GPU counts can be compared.
+memory, and the fraction of step time spent waiting for the dataloader. Per-step losses, step times and
+global sample indices are kept so runs on different GPU counts, and resumed runs, can be compared.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -26,6 +27,7 @@ if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(
 import torch
 from composer import Callback, Event, State
 from composer.loggers import Logger
+from composer.utils import dist
 
 # LLaMA-architecture LMs of the OpenFlamingo shapes (issue: OF-3B and OF-9B), cross-attention interval.
 SHAPES = {
@@ -58,6 +60,8 @@ class StepTimer(Callback):
             row = {"flops": float(model.flops_per_batch(batch)), "wait_s": self._wait,
                    "loss": dict(state.total_loss_dict)}
             for name, sub in batch.items():
+                # The global step's sample indices (all ranks): data order across GPU counts and resumes.
+                row[f"{name}_ids"] = sorted(int(i) for t in dist.all_gather(sub["sample_idx"]) for i in t.tolist())
                 row[f"{name}_samples"] = int(sub["input_ids"].shape[0])
                 row[f"{name}_images"] = int(sub["num_images"].sum())
                 row[f"{name}_tokens"] = int(sub["attention_mask"].sum())
@@ -83,6 +87,50 @@ def shape_assets(work: str, shape: str) -> tuple[str, str]:
     return lm_dir, tok_dir
 
 
+def fsdp_units(model: torch.nn.Module) -> dict:
+    """FSDP units by what they own directly (nested units excluded): all-trainable, all-frozen, mixed."""
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    out = {"trainable": 0, "frozen": 0, "mixed": []}
+    for name, unit in model.named_modules():
+        if not isinstance(unit, FSDP):
+            continue
+        nested = {id(p) for sub in unit.modules() if isinstance(sub, FSDP) and sub is not unit
+                  for p in sub.parameters()}
+        flags = {p.requires_grad for p in unit.parameters() if id(p) not in nested}
+        if flags == {True}:
+            out["trainable"] += 1
+        elif flags == {False}:
+            out["frozen"] += 1
+        elif flags:
+            out["mixed"].append(name or "<root>")
+    return out
+
+
+def local_copies(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """This rank's values of every parameter (host copies); parameters with no local values are left out."""
+    return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.numel() > 0}
+
+
+def changed_params(model: torch.nn.Module, before: dict[str, torch.Tensor]) -> dict:
+    """Which parameters changed value during the run (this rank's shards), by name with the first layer
+    index folded: {"trainable"|"frozen": {pattern: [indices]}} plus counts."""
+    out = {"trainable": {}, "frozen": {}, "counts": {"trainable": 0, "trainable_changed": 0, "frozen": 0,
+                                                     "frozen_changed": 0}}
+    for name, p in model.named_parameters():
+        if name not in before:
+            continue
+        kind = "trainable" if p.requires_grad else "frozen"
+        out["counts"][kind] += 1
+        if torch.equal(before[name], p.detach().cpu()):
+            continue
+        out["counts"][f"{kind}_changed"] += 1
+        index = re.search(r"\.(\d+)\.", name)
+        pattern = re.sub(r"\.(\d+)\.", ".*.", name, count=1)
+        out[kind].setdefault(pattern, []).append(int(index.group(1)) if index else None)
+    return out
+
+
 def summarize(rows: list[dict], warmup: int, world: int, peak_flops: float | None) -> dict:
     timed = [r for r in rows[warmup:] if "step_s" in r]
     step = statistics.median(r["step_s"] for r in timed)
@@ -104,6 +152,8 @@ def summarize(rows: list[dict], warmup: int, world: int, peak_flops: float | Non
     if peak_flops:
         out["mfu"] = round(per("flops") / peak_flops, 4)
     out["losses"] = [r["loss"].get("loss/train/total") for r in rows]
+    out["step_s"] = [round(r["step_s"], 4) if "step_s" in r else None for r in rows]
+    out["sample_ids"] = {s: [r.get(f"{s}_ids") for r in rows] for s in sources}
     return out
 
 
@@ -115,10 +165,12 @@ def main(argv: list[str]) -> dict:
     p.add_argument("--warmup", type=int, default=8, help="steps left out of the figures (compile, allocator)")
     p.add_argument("--work-dir", default="/tmp/flamingo-bench")
     p.add_argument("--json", default=None, help="write the figures here (rank 0)")
+    p.add_argument("--check-params", action="store_true",
+                   help="report which parameters changed during the run (keeps a host copy of the model)")
     args, overrides = p.parse_known_args(argv)
 
     from composer.callbacks.speed_monitor import get_gpu_flops_available
-    from composer.utils import dist, get_device
+    from composer.utils import get_device
 
     from bench.synthetic import write_corpus
     from recipe.config import load_config
@@ -151,17 +203,22 @@ def main(argv: list[str]) -> dict:
     timer = StepTimer()
     trainer.state.callbacks.append(timer)
     torch.cuda.reset_peak_memory_stats() if torch.cuda.is_available() else None
+    before = local_copies(trainer.state.model) if args.check_params else None
     trainer.fit()
 
     peak = get_gpu_flops_available(trainer.state) if torch.cuda.is_available() else None
     result = {"gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu", "shape": args.shape,
               "yaml": args.yaml, "overrides": overrides,
               "batch_per_gpu": {k: v["batch_size"] for k, v in src.items()},
-              **summarize(timer.rows, args.warmup, world, peak)}
+              **summarize(timer.rows, args.warmup, world, peak),
+              "fsdp_units": fsdp_units(trainer.state.model)}
+    if before is not None:
+        result["changed_params_rank0"] = changed_params(trainer.state.model, before)
     if torch.cuda.is_available():
         result["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
     if dist.get_global_rank() == 0:
-        print(json.dumps({k: v for k, v in result.items() if k != "losses"}), flush=True)
+        print(json.dumps({k: v for k, v in result.items() if k not in ("losses", "step_s", "sample_ids", "changed_params_rank0")}),
+              flush=True)
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(result, f, indent=1)

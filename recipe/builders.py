@@ -131,6 +131,7 @@ def build_callbacks(cfg: CallbacksConfig, tokenizer, image_transform, on_gpu: bo
                     train_spec) -> list:
     from recipe.captions import CaptionSamples
     from recipe.rejections import RejectionCounter
+    from recipe.scheduled_gc import ScheduledGC
 
     callbacks = [RejectionCounter(train_spec.dataloader.dataset.rejection_reasons)]
     if cfg.speed_monitor is not None:
@@ -142,6 +143,8 @@ def build_callbacks(cfg: CallbacksConfig, tokenizer, image_transform, on_gpu: bo
         callbacks.append(MemoryMonitor())
     if cfg.runtime_estimator:
         callbacks.append(RuntimeEstimator())
+    if cfg.scheduled_gc is not None:
+        callbacks.append(ScheduledGC(cfg.scheduled_gc.interval, cfg.scheduled_gc.generation))
     if cfg.captions is not None:
         c = cfg.captions
         callbacks.append(CaptionSamples(c.images, tokenizer, image_transform, interval=c.interval, prompt=c.prompt,

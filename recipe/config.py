@@ -168,11 +168,19 @@ class CaptionsConfig:
 
 
 @dataclass
+class ScheduledGCConfig:
+    """Python's cyclic GC every `interval` batches on all ranks at once, never in between (recipe/scheduled_gc.py)."""
+    interval: int = 100
+    generation: int = 1
+
+
+@dataclass
 class CallbacksConfig:
     speed_monitor: Optional[SpeedMonitorConfig] = field(default_factory=SpeedMonitorConfig)
     lr_monitor: bool = True
     memory_monitor: bool = True
     runtime_estimator: bool = True
+    scheduled_gc: Optional[ScheduledGCConfig] = None
     captions: Optional[CaptionsConfig] = None
 
 

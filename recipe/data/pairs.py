@@ -21,13 +21,15 @@ def pad_right(rows: list[list[int]], length: int, value: int) -> torch.Tensor:
 
 class PairsDataset(ShapingDataset):
     """Reads the `pairs` MDS schema; a batch is padded (right) to its longest caption, at most
-    `max_tokens` tokens (long captions lose their end-of-chunk/eos, as in the reference)."""
+    `max_tokens` tokens (long captions lose their end-of-chunk/eos, as in the reference), or always to
+    `max_tokens` with `pad_to_max_tokens`."""
 
     REASONS = ("empty_caption", "undecodable_image")
 
-    def __init__(self, *, max_tokens: int = 32, **kwargs: Any):
+    def __init__(self, *, max_tokens: int = 32, pad_to_max_tokens: bool = False, **kwargs: Any):
         super().__init__(**kwargs)
         self.max_tokens = max_tokens
+        self.pad_to_max_tokens = pad_to_max_tokens
 
     def shape(self, raw: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
         caption = raw["caption"]
@@ -40,7 +42,7 @@ class PairsDataset(ShapingDataset):
                 "num_images": 1, "key": raw["key"]}
 
     def collate(self, samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        length = max(len(s["input_ids"]) for s in samples)
+        length = self.max_tokens if self.pad_to_max_tokens else max(len(s["input_ids"]) for s in samples)
         ids = pad_right([s["input_ids"] for s in samples], length, self.tokenizer.pad_token_id)
         mask = pad_right([[1] * len(s["input_ids"]) for s in samples], length, 0)
         return {

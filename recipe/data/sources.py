@@ -59,13 +59,16 @@ class StreamConfig:
 class SourceConfig:
     """One named training source. `batch_size` is per device; `epoch_size` is global samples per epoch
     (None: the whole data); `loss_multiplier` is read by the loss, not the loader. The shaping fields apply
-    to their kind (`max_images`... to interleaved); `max_tokens` defaults to 32 (pairs) / 256 (interleaved)."""
+    to their kind (`max_images`... to interleaved); `max_tokens` defaults to 32 (pairs) / 256 (interleaved).
+    `pad_to_max_tokens` (pairs) pads every batch to `max_tokens` instead of its longest caption: fixed
+    shapes, so compiled blocks never see a new sequence length (interleaved batches always have it)."""
     kind: str
     batch_size: int
     streams: dict[str, StreamConfig]
     loss_multiplier: float = 1.0
     epoch_size: int | None = None
     max_tokens: int | None = None
+    pad_to_max_tokens: bool = False
     max_images: int = 6
     min_images: int = 1
     sim_threshold: float = 0.24
@@ -135,6 +138,8 @@ def build_source_dataset(name: str, cfg: SourceConfig, tokenizer, image_transfor
         else:
             streams.append(Stream(local=s.remote, **weight))
     shaping = dict(max_tokens=cfg.max_tokens)
+    if cfg.kind == "pairs":
+        shaping.update(pad_to_max_tokens=cfg.pad_to_max_tokens)
     if cfg.kind == "interleaved":
         shaping.update(max_images=cfg.max_images, min_images=cfg.min_images, sim_threshold=cfg.sim_threshold,
                        single_image_drop_prob=cfg.single_image_drop_prob, assignment=cfg.assignment,

@@ -63,6 +63,19 @@ def test_pairs_match_reference_text_and_mask_unusable_images(tmp_path, flamingo_
     assert torch.equal(batch["images"][0, 0], expected)
 
 
+def test_pairs_pad_to_max_tokens_gives_fixed_shapes(tmp_path, flamingo_tokenizer, image_transform):
+    rows = pair_rows(4)
+    path = write_mds(str(tmp_path / "p"), PAIRS_COLUMNS, rows)
+    longest = dataset(path, flamingo_tokenizer, image_transform, "pairs", max_tokens=40)
+    fixed = dataset(path, flamingo_tokenizer, image_transform, "pairs", max_tokens=40, pad_to_max_tokens=True)
+    a, b = (ds.collate([ds[i] for i in range(4)]) for ds in (longest, fixed))
+    width = a["input_ids"].shape[1]
+    assert width < 40 and b["input_ids"].shape == (4, 40)
+    # the same sequences, only more right padding (masked, no targets)
+    for key, pad in (("input_ids", flamingo_tokenizer.pad_token_id), ("attention_mask", 0), ("labels", IGNORE_INDEX)):
+        assert torch.equal(b[key][:, :width], a[key]) and (b[key][:, width:] == pad).all()
+
+
 def reference_doc(row):
     info = {"text_list": row["texts"], "similarity_matrix": row["similarity"], "image_info": []}
     ends = np.cumsum(row["image_sizes"])

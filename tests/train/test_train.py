@@ -105,3 +105,43 @@ def test_wandb_offline_logs_redacted_config_and_caption_table(overrides, tmp_pat
     for f in files:
         assert secret.encode() not in open(f, "rb").read(), f
     assert any(b"***" in open(f, "rb").read() for f in files if f.endswith(".wandb"))
+
+
+def test_scheduled_gc_collects_only_on_its_batches(overrides):
+    """With `callbacks.scheduled_gc`, automatic collection is off while training and every collection
+    inside the loop happens at the end of an interval's batch; it is on again afterwards."""
+    import gc
+
+    from composer import Callback
+
+    from recipe.train import build_trainer
+
+    events = []
+
+    class Recorder(Callback):
+        def batch_start(self, state, logger):
+            events.append(("start", int(state.timestamp.batch), gc.isenabled()))
+
+        def batch_end(self, state, logger):  # runs after ScheduledGC's batch_end (registered later)
+            events.append(("end", int(state.timestamp.batch)))
+
+    def on_gc(phase, info):
+        if phase == "start":
+            events.append(("gc", info["generation"]))
+
+    trainer = build_trainer(load_config(DEMO_YAML, overrides("max_duration=4ba", "save_folder=null",
+                                                             "callbacks.scheduled_gc.interval=2")))
+    trainer.state.callbacks.append(Recorder())
+    gc.callbacks.append(on_gc)
+    try:
+        trainer.fit()
+    finally:
+        gc.callbacks.remove(on_gc)
+    trainer.close()
+    assert gc.isenabled()
+    loop = events[events.index(("start", 0, False)):]
+    assert [e for e in loop if e[0] == "start"] == [("start", b, False) for b in range(4)]
+    # Composer's timestamp counts the batch as done by BATCH_END: collections follow batches 2 and 4.
+    ends = [i for i, e in enumerate(loop) if e[0] == "end"]
+    collected_before = [sum(e[0] == "gc" for e in loop[(ends[k - 1] if k else 0):ends[k]]) for k in range(4)]
+    assert collected_before == [0, 1, 0, 1], loop
