@@ -61,7 +61,8 @@ class StepTimer(Callback):
                    "loss": dict(state.total_loss_dict)}
             for name, sub in batch.items():
                 # The global step's sample indices (all ranks): data order across GPU counts and resumes.
-                row[f"{name}_ids"] = sorted(int(i) for t in dist.all_gather(sub["sample_idx"]) for i in t.tolist())
+                ids = dist.all_gather(state.device.tensor_to_device(sub["sample_idx"]))  # NCCL: on the GPU
+                row[f"{name}_ids"] = sorted(int(i) for t in ids for i in t.tolist())
                 row[f"{name}_samples"] = int(sub["input_ids"].shape[0])
                 row[f"{name}_images"] = int(sub["num_images"].sum())
                 row[f"{name}_tokens"] = int(sub["attention_mask"].sum())
