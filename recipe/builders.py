@@ -188,7 +188,8 @@ def build_train_dataloader(cfg: DataConfig, tokenizer, image_transform, seed: in
 
     return build(cfg.sources, tokenizer, image_transform, seed=seed, num_workers=cfg.num_workers,
                  cache_root=cache_root(cfg, run_name), prefetch_factor=cfg.prefetch_factor,
-                 pin_memory=cfg.pin_memory, clean_stale_shm=cfg.clean_stale_shm)
+                 pin_memory=cfg.pin_memory, clean_stale_shm=cfg.clean_stale_shm,
+                 per_source_microbatches=cfg.microbatches == "per_source")
 
 
 def build_evaluators(cfg: DataConfig, tokenizer, image_transform, seed: int, run_name: str) -> list:

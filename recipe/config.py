@@ -100,6 +100,10 @@ class DataConfig:
     pin_memory: Optional[bool] = None  # None: on when CUDA is available
     cache_root: Optional[str] = None  # where URL remotes are cached (default: $TMPDIR/flamingo-cache/<run>)
     clean_stale_shm: bool = True  # remove Streaming shared memory left by dead processes (train only)
+    # Training microbatches (recipe.data.sources.split_batch): `mixed` (each holds a share of every source),
+    # `per_source` (each holds one source: one model pass per forward, what FSDP needs to keep units
+    # sharded), `auto` (per_source under FSDP, else mixed).
+    microbatches: Literal["auto", "mixed", "per_source"] = "auto"
 
 
 @dataclass
@@ -409,15 +413,20 @@ def validate(raw: dict) -> TrainConfig:
         extra = sorted(set(cfg.eval_data.sources) - set(cfg.train_data.sources))
         raise ConfigError(f"eval_data.sources: {extra} are not training sources (losses are per training source)")
 
+    fsdp = cfg.parallelism_config.fsdp if cfg.parallelism_config else None
+    if cfg.train_data.microbatches == "auto":
+        cfg.train_data.microbatches = "per_source" if fsdp is not None else "mixed"
     mb = cfg.device_train_microbatch_size
     sizes = {name: src.batch_size for name, src in cfg.train_data.sources.items()}
     largest = max(sizes.values())
-    if mb <= 0 or largest % mb:
+    if mb <= 0:
+        raise ConfigError(f"device_train_microbatch_size={mb} must be a positive integer")
+    if cfg.train_data.microbatches == "mixed" and largest % mb:
         raise ConfigError(f"device_train_microbatch_size={mb} must divide the largest per-device source batch "
                           f"({largest}; batch sizes {sizes})")
     chunks = largest // mb  # recipe.data.split_batch cuts every source into this many chunks
     for name, size in sizes.items():
-        if size % chunks:
+        if cfg.train_data.microbatches == "mixed" and size % chunks:
             raise ConfigError(f"train_data.sources.{name}.batch_size={size} does not split into the {chunks} "
                               f"microbatches that device_train_microbatch_size={mb} makes (batch sizes {sizes})")
 
@@ -454,7 +463,6 @@ def validate(raw: dict) -> TrainConfig:
         raise ConfigError(f"precision: CPU training supports only fp32, got {cfg.precision!r} (set precision=fp32)")
     if cfg.model.frozen_dtype == "bf16" and cfg.precision != "amp_bf16":
         raise ConfigError("model.frozen_dtype: bf16 frozen weights need precision amp_bf16")
-    fsdp = cfg.parallelism_config.fsdp if cfg.parallelism_config else None
     if fsdp is not None:
         if device == "cpu":
             raise ConfigError("parallelism_config.fsdp: FSDP needs CUDA GPUs; drop it for CPU runs (DDP is used)")

@@ -21,6 +21,7 @@ together (the unused tail of a longer source's epoch is skipped).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import tempfile
@@ -238,16 +239,31 @@ def num_tokens_in_batch(batch: Mapping[str, Mapping[str, torch.Tensor]]) -> dict
             "loss_generating": sum(int((b["labels"] != IGNORE_INDEX).sum()) for b in batch.values())}
 
 
-def split_batch(batch: Mapping[str, Mapping[str, torch.Tensor]], microbatch_size: int | float) -> list[dict]:
-    """Split a step's batch into `ceil(largest source batch / microbatch_size)` microbatches.
+def split_batch(batch: Mapping[str, Mapping[str, torch.Tensor]], microbatch_size: int | float,
+                per_source: bool = False) -> list[dict]:
+    """Split a step's batch into microbatches (Composer runs forward and backward once per microbatch).
 
-    Every source is cut into that many near-equal consecutive chunks (`torch.tensor_split`), and microbatch i
-    holds chunk i of every source, so each microbatch keeps the step's source proportions. A source with fewer
-    samples than chunks is left out of the microbatches whose chunk would be empty. When every source's batch
-    size is divisible by the number of chunks, all microbatches have the same composition.
+    Mixed (default): `ceil(largest source batch / microbatch_size)` microbatches. Every source is cut into
+    that many near-equal consecutive chunks (`torch.tensor_split`), and microbatch i holds chunk i of every
+    source, so each microbatch keeps the step's source proportions. A source with fewer samples than chunks
+    is left out of the microbatches whose chunk would be empty. When every source's batch size is divisible
+    by the number of chunks, all microbatches have the same composition.
+
+    `per_source`: each microbatch holds one source only; each source is cut into
+    `ceil(its batch / microbatch_size)` near-equal chunks, sources in batch order. Each forward then runs
+    the model once, so under FSDP every unit is gathered and released once per forward and backward;
+    with both sources in one microbatch, FSDP keeps units that both passes use unsharded from the first
+    pass's backward to the second's (most of the model).
     """
     if not isinstance(microbatch_size, int) or microbatch_size < 1:
         raise ValueError(f"device_train_microbatch_size must be a positive int, got {microbatch_size!r}")
+    if per_source:
+        out = []
+        for name, b in batch.items():
+            chunks = math.ceil(b["input_ids"].shape[0] / microbatch_size)
+            parts = {k: torch.tensor_split(v, chunks) for k, v in b.items()}
+            out += [{name: {k: p[i] for k, p in parts.items()}} for i in range(chunks)]
+        return out
     chunks = math.ceil(max(b["input_ids"].shape[0] for b in batch.values()) / microbatch_size)
     split = {n: {k: torch.tensor_split(v, chunks) for k, v in b.items()} for n, b in batch.items()}
     out = []
@@ -267,13 +283,14 @@ def _prepare_host(clean_stale_shm: bool) -> None:
 def build_train_dataloader(sources: Mapping[str, SourceConfig | dict], tokenizer, image_transform: Callable, *,
                            seed: int, num_workers: int = 8, cache_root: str | None = None,
                            prefetch_factor: int | None = 2, pin_memory: bool | None = None,
-                           clean_stale_shm: bool = True, max_substitutions: int = 64) -> DataSpec:
+                           clean_stale_shm: bool = True, max_substitutions: int = 64,
+                           per_source_microbatches: bool = False) -> DataSpec:
     """The training DataSpec over `DataLoader(MultiSourceDataset, batch_size=None)`.
 
     Call after torch.distributed is initialized (Streaming runs collectives while building). `seed` seeds
     the per-sample randomness. `cache_root` holds the caches of URL remotes (default `default_cache_root()`);
     give each job its own. With `clean_stale_shm`, local rank 0 first removes Streaming shared memory left by
-    dead processes (see recipe/data/shm.py).
+    dead processes (see recipe/data/shm.py). `per_source_microbatches`: see `split_batch`.
     """
     configs = {n: c if isinstance(c, SourceConfig) else SourceConfig(**c) for n, c in sources.items()}
     _prepare_host(clean_stale_shm)
@@ -285,7 +302,8 @@ def build_train_dataloader(sources: Mapping[str, SourceConfig | dict], tokenizer
                         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
                         prefetch_factor=prefetch_factor if num_workers else None,
                         persistent_workers=num_workers > 0)
-    return DataSpec(loader, split_batch=split_batch, get_num_samples_in_batch=num_samples_in_batch,
+    return DataSpec(loader, split_batch=functools.partial(split_batch, per_source=per_source_microbatches),
+                    get_num_samples_in_batch=num_samples_in_batch,
                     get_num_tokens_in_batch=num_tokens_in_batch)
 
 

@@ -66,6 +66,17 @@ def test_split_batch_keeps_source_proportions(step_batch, mb, chunks, mmc4_sizes
     assert sum(num_samples_in_batch(p) for p in parts) == num_samples_in_batch(batch)
 
 
+@pytest.mark.parametrize("mb,laion_sizes,mmc4_sizes", [(2, [2, 2], [2]), (3, [2, 2], [2]), (8, [4], [2]), (1, [1] * 4, [1, 1])])
+def test_per_source_microbatches_hold_one_source_each(step_batch, mb, laion_sizes, mmc4_sizes):
+    _, batch = step_batch
+    parts = split_batch(batch, mb, per_source=True)
+    assert [list(p) for p in parts] == [["laion"]] * len(laion_sizes) + [["mmc4"]] * len(mmc4_sizes)
+    assert [len(p[n]["input_ids"]) for p in parts for n in p] == laion_sizes + mmc4_sizes
+    for name in batch:
+        for key in batch[name]:
+            assert torch.equal(torch.cat([p[name][key] for p in parts if name in p]), batch[name][key])
+
+
 def test_split_batch_needs_an_integer_microbatch(step_batch):
     with pytest.raises(ValueError, match="positive int"):
         split_batch(step_batch[1], 0.5)

@@ -53,19 +53,21 @@ def test_absent_source_and_untrained_source_give_zeros_not_nan(setup):
 
 
 def test_microbatches_weight_each_source_by_its_own_samples(setup):
-    """4 LAION rows and 1 MMC4 row in 2 microbatches: MMC4 is only in the first. Composer weights each
-    microbatch by its share of samples; the loss must undo that per source."""
+    """4 LAION rows and 1 MMC4 row in 2 mixed microbatches (MMC4 only in the first) or 3 per-source ones.
+    Composer weights each microbatch by its share of samples; the loss must undo that per source."""
     model, batch, spec = setup
     small = {"laion": {k: v[:4] for k, v in batch["laion"].items()}, "mmc4": {k: v[:1] for k, v in batch["mmc4"].items()}}
     model.device_batch_sizes, saved = {"laion": 4, "mmc4": 1}, model.device_batch_sizes
     model._full_batch_samples, saved_n = 5, model._full_batch_samples
     try:
-        micro = split_batch(small, 2)
-        assert [sorted(m) for m in micro] == [["laion", "mmc4"], ["laion"]]
-        composer_total = sum(spec.get_num_samples_in_batch(m) / 5 * model.loss(model(m), m)["total"] for m in micro)
-        ce = {n: [shifted_token_mean_ce(model(m)[n], m[n]["labels"]) for m in micro if n in m] for n in small}
-        expected = 0.2 * sum(ce["laion"]) / 2 + 1.0 * ce["mmc4"][0]
-        assert torch.allclose(composer_total, expected, atol=1e-6)
+        for per_source, layout in ((False, [["laion", "mmc4"], ["laion"]]), (True, [["laion"], ["laion"], ["mmc4"]])):
+            micro = split_batch(small, 2, per_source=per_source)
+            assert [sorted(m) for m in micro] == layout
+            composer_total = sum(spec.get_num_samples_in_batch(m) / 5 * model.loss(model(m), m)["total"]
+                                 for m in micro)
+            ce = {n: [shifted_token_mean_ce(model(m)[n], m[n]["labels"]) for m in micro if n in m] for n in small}
+            expected = 0.2 * sum(ce["laion"]) / 2 + 1.0 * ce["mmc4"][0]
+            assert torch.allclose(composer_total, expected, atol=1e-6)
     finally:
         model.device_batch_sizes, model._full_batch_samples = saved, saved_n
 

@@ -59,7 +59,11 @@ def test_bad_configs_are_one_clear_error(overrides, extra, message):
 
 def test_device_train_microbatch_size_splitting_rule(overrides):
     # 16 and 8 split into 2 microbatches of (8, 4) samples: fine.
-    assert validate(_raw(overrides, "device_train_microbatch_size=8")).device_train_microbatch_size == 8
+    cfg = validate(_raw(overrides, "device_train_microbatch_size=8"))
+    assert cfg.device_train_microbatch_size == 8 and cfg.train_data.microbatches == "mixed"  # auto without FSDP
+    # One source per microbatch: any size works (16 -> 3 microbatches of 6/5/5, 8 -> 2 of 4).
+    cfg = validate(_raw(overrides, "device_train_microbatch_size=6", "train_data.microbatches=per_source"))
+    assert cfg.train_data.microbatches == "per_source"
 
 
 def test_secrets_are_redacted():

@@ -145,3 +145,21 @@ def test_scheduled_gc_collects_only_on_its_batches(overrides):
     ends = [i for i, e in enumerate(loop) if e[0] == "end"]
     collected_before = [sum(e[0] == "gc" for e in loop[(ends[k - 1] if k else 0):ends[k]]) for k in range(4)]
     assert collected_before == [0, 1, 0, 1], loop
+
+
+def test_per_source_microbatches_train_like_mixed_ones(overrides, tmp_path):
+    """A real run with one source per microbatch (the FSDP default) logs the same per-source losses as the
+    same steps with mixed microbatches: only the grouping of the forward/backward passes differs. (With a
+    microbatch of 16, each source's token mean is over the same rows in both modes.)"""
+    losses = {}
+    for mode in ("mixed", "per_source"):
+        trainer = main(load_config(DEMO_YAML, overrides("max_duration=3ba", "save_folder=null",
+                                                        "device_train_microbatch_size=16",
+                                                        f"train_data.microbatches={mode}", run_name=mode)))
+        trainer.close()
+        log = str(tmp_path / mode / "metrics.jsonl")
+        losses[mode] = {k: read_metrics(log, f"loss/train/{k}") for k in ("total", "loss_laion", "loss_mmc4")}
+    for key, by_step in losses["mixed"].items():
+        assert sorted(by_step) == [0, 1, 2]
+        for step, value in by_step.items():
+            assert abs(losses["per_source"][key][step] - value) < 1e-5 * max(1.0, abs(value)), (key, step)
