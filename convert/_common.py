@@ -160,23 +160,26 @@ def decode_base64_image(value: Any) -> bytes:
 Image_ = tuple[bytes, ImageInfo, dict]  # original bytes, decoded size, per-image metadata
 
 
-def fixed_document(segments: list[str], images: list[Optional[Image_]]) -> tuple[list[str], list[Image_]]:
-    """Drop unusable images of a fixed-position document, merging the text segments around each dropped one.
-
-    `segments` has len(images) + 1 entries; image k sits between segments[k] and segments[k + 1]. Returns
-    (texts, kept) where kept image j is placed before texts[kept[j][2]["matched_text_index"]].
-    """
-    assert len(segments) == len(images) + 1
-    texts = [segments[0]]
-    kept = []
-    for image, segment in zip(images, segments[1:]):
-        if image is None:
+def fixed_sample(key: str, url: str, segments: list[str], names: list[str],
+                 load: Callable[[str], tuple[bytes, dict]], options: dict, stats: UnitStats) -> dict:
+    """An `interleaved` row of kind `fixed`: image k (`load(names[k])` -> bytes, metadata) sits between
+    segments[k] and segments[k + 1]. An unusable image is counted by reason and dropped, its neighbouring
+    text segments merged; a document left without images is rejected."""
+    assert len(segments) == len(names) + 1
+    texts, kept = [segments[0]], []
+    for name, segment in zip(names, segments[1:]):
+        try:
+            data, meta = load(name)
+            info = validate_image(data, options["max_image_pixels"])
+        except Reject as r:
+            stats.drop_image(r.reason)
             texts[-1] += segment
-        else:
-            data, info, meta = image
-            kept.append((data, info, {**meta, "matched_text_index": len(texts)}))
-            texts.append(segment)
-    return texts, kept
+            continue
+        kept.append((data, info, {**meta, "matched_sim": None, "matched_text_index": len(texts)}))
+        texts.append(segment)
+    if not kept:
+        raise Reject("no_usable_image")
+    return interleaved_sample(key, "fixed", url, texts, kept, [])
 
 
 def interleaved_sample(key: str, kind: str, url: str, texts: list[str], images: list[Image_],

@@ -16,8 +16,8 @@ import re
 from typing import Any, Iterator, Optional
 
 from convert._common import (
-    INTERLEAVED_COLUMNS, Reject, Spec, UnitStats, base_parser, decode_base64_image, fixed_document,
-    guarded, interleaved_sample, iter_json_lines, run_cli, tar_groups, validate_image,
+    INTERLEAVED_COLUMNS, Reject, Spec, UnitStats, base_parser, decode_base64_image, fixed_sample,
+    guarded, iter_json_lines, run_cli, tar_groups,
 )
 
 PLACEHOLDER = re.compile(r"_!_IMAGE\d+_!_")
@@ -40,27 +40,17 @@ def chatgpt_document(doc: Any, key: str, options: dict, stats: UnitStats) -> dic
         raise Reject("image_map_invalid")
     names = PLACEHOLDER.findall(text)
     segments = PLACEHOLDER.split(text)
-    images = []
-    for name in names:
-        try:
-            entry = image_map.get(name)
-            if not isinstance(entry, dict):
-                raise Reject("image_missing")
-            data = decode_base64_image(entry.get("base64_image"))
-            info = validate_image(data, options["max_image_pixels"])
-            raw_url = entry.get("url") or entry.get("raw_url")
-            images.append((data, info, {"image_name": name, "raw_url": raw_url if isinstance(raw_url, str) else "",
-                                        "matched_sim": None}))
-        except Reject as r:
-            stats.drop_image(r.reason)
-            images.append(None)
-    texts, kept = fixed_document(segments, images)
-    if not kept:
-        raise Reject("no_usable_image")
-    own_key = doc.get("key")
-    url = doc.get("url")
-    return interleaved_sample(own_key if isinstance(own_key, str) and own_key else key, "fixed",
-                              url if isinstance(url, str) else "", texts, kept, [])
+    def load(name):
+        entry = image_map.get(name)
+        if not isinstance(entry, dict):
+            raise Reject("image_missing")
+        raw_url = entry.get("url") or entry.get("raw_url")
+        return decode_base64_image(entry.get("base64_image")), {
+            "image_name": name, "raw_url": raw_url if isinstance(raw_url, str) else ""}
+
+    own_key, url = doc.get("key"), doc.get("url")
+    return fixed_sample(own_key if isinstance(own_key, str) and own_key else key,
+                        url if isinstance(url, str) else "", segments, names, load, options, stats)
 
 
 def _documents(path: str, url: str, stats: UnitStats) -> Iterator[tuple[Optional[str], Any, Optional[str]]]:

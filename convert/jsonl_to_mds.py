@@ -21,8 +21,8 @@ import os
 from typing import Any, Iterator, Optional
 
 from convert._common import (
-    INTERLEAVED_COLUMNS, PAIRS_COLUMNS, Reject, Spec, UnitStats, base_parser, check_text, fixed_document,
-    interleaved_sample, iter_json_lines, run_cli, validate_image,
+    INTERLEAVED_COLUMNS, PAIRS_COLUMNS, Reject, Spec, UnitStats, base_parser, check_text, fixed_sample,
+    iter_json_lines, run_cli, validate_image,
 )
 
 IMAGE_MARKER = "<image>"
@@ -63,19 +63,8 @@ def interleaved_line(obj: dict, key: str, root: str, options: dict, stats: UnitS
     segments = text.split(IMAGE_MARKER)
     if len(segments) != len(paths) + 1:
         raise Reject("image_count_mismatch", f"{len(segments) - 1} markers, {len(paths)} images")
-    images = []
-    for path in paths:
-        try:
-            data = _load(path, root)
-            images.append((data, validate_image(data, options["max_image_pixels"]),
-                           {"image_name": path, "matched_sim": None}))
-        except Reject as r:
-            stats.drop_image(r.reason)
-            images.append(None)
-    texts, kept = fixed_document(segments, images)
-    if not kept:
-        raise Reject("no_usable_image")
-    return interleaved_sample(key, "fixed", _str_or_empty(obj.get("url")), texts, kept, [])
+    return fixed_sample(key, _str_or_empty(obj.get("url")), segments, paths,
+                        lambda path: (_load(path, root), {"image_name": path}), options, stats)
 
 
 def read(path: str, url: str, options: dict, stats: UnitStats) -> Iterator[dict]:
