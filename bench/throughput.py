@@ -154,6 +154,7 @@ def summarize(rows: list[dict], warmup: int, world: int, peak_flops: float | Non
         out["mfu"] = round(per("flops") / peak_flops, 4)
     out["losses"] = [r["loss"].get("loss/train/total") for r in rows]
     out["step_s"] = [round(r["step_s"], 4) if "step_s" in r else None for r in rows]
+    out["images_per_step"] = [sum(r[f"{s}_images"] for s in sources) for r in rows]  # step time vs vision work
     out["sample_ids"] = {s: [r.get(f"{s}_ids") for r in rows] for s in sources}
     return out
 
@@ -218,8 +219,8 @@ def main(argv: list[str]) -> dict:
     if torch.cuda.is_available():
         result["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
     if dist.get_global_rank() == 0:
-        print(json.dumps({k: v for k, v in result.items() if k not in ("losses", "step_s", "sample_ids", "changed_params_rank0")}),
-              flush=True)
+        per_step = ("losses", "step_s", "images_per_step", "sample_ids", "changed_params_rank0")
+        print(json.dumps({k: v for k, v in result.items() if k not in per_step}), flush=True)
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(result, f, indent=1)
