@@ -421,14 +421,19 @@ def validate(raw: dict) -> TrainConfig:
     largest = max(sizes.values())
     if mb <= 0:
         raise ConfigError(f"device_train_microbatch_size={mb} must be a positive integer")
-    if cfg.train_data.microbatches == "mixed" and largest % mb:
-        raise ConfigError(f"device_train_microbatch_size={mb} must divide the largest per-device source batch "
-                          f"({largest}; batch sizes {sizes})")
-    chunks = largest // mb  # recipe.data.split_batch cuts every source into this many chunks
-    for name, size in sizes.items():
-        if cfg.train_data.microbatches == "mixed" and size % chunks:
-            raise ConfigError(f"train_data.sources.{name}.batch_size={size} does not split into the {chunks} "
-                              f"microbatches that device_train_microbatch_size={mb} makes (batch sizes {sizes})")
+    if cfg.train_data.microbatches == "mixed":  # per_source cuts each source on its own: any size works
+        if largest % mb:
+            raise ConfigError(f"device_train_microbatch_size={mb} must divide the largest per-device source batch "
+                              f"({largest}; batch sizes {sizes})")
+        chunks = largest // mb  # recipe.data.split_batch cuts every source into this many chunks
+        for name, size in sizes.items():
+            if size % chunks:
+                raise ConfigError(f"train_data.sources.{name}.batch_size={size} does not split into the {chunks} "
+                                  f"microbatches that device_train_microbatch_size={mb} makes (batch sizes {sizes})")
+    gc_cfg = cfg.callbacks.scheduled_gc
+    if gc_cfg is not None and (gc_cfg.interval < 1 or gc_cfg.generation not in (0, 1, 2)):
+        raise ConfigError(f"callbacks.scheduled_gc: need interval >= 1 and generation 0, 1 or 2, got "
+                          f"{gc_cfg.interval}, {gc_cfg.generation}")
 
     _duration_units(cfg.max_duration, "max_duration")
     _duration_units(cfg.scheduler.t_warmup, "scheduler.t_warmup")

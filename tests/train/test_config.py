@@ -28,6 +28,7 @@ def test_demo_config_is_valid(overrides):
     ("device_train_microbatch_size=1.5", "device_train_microbatch_size: expected an integer"),
     ("scheduler.name=cosine", "did you mean 'cosine_with_warmup'?"),
     ("device_train_microbatch_size=5", "must divide the largest per-device source batch"),
+    ("callbacks.scheduled_gc.interval=0", "callbacks.scheduled_gc: need interval >= 1"),
     ("train_data.sources.mmc4.batch_size=5 device_train_microbatch_size=8",
      "mmc4.batch_size=5 does not split into the 2 microbatches"),
     ("model.lm_path=/no/such/lm", "model.lm_path: local model folder does not exist: /no/such/lm"),
