@@ -34,7 +34,7 @@ for s in ('of3b', 'of9b'):
     shape_assets('$W', s)
 " || exit 1
 
-run() {  # run <name> <timeout s> <command...>: log to $OUT/<name>.log, print its summary line
+run() {  # run <name> <timeout s> <command...>: log to $W/logs/<name>.log, print its summary line
   local name=$1 limit=$2; shift 2
   timeout "$limit" "$@" > "$W/logs/$name.log" 2>&1
   echo "[$name] exit $? after ${SECONDS}s: $(grep -h '^{"gpu"' "$W/logs/$name.log" | tail -n 1)"
@@ -96,7 +96,8 @@ of9b() {
 }
 
 nvidia-smi --query-gpu=name,memory.total --format=csv > "$W/logs/gpus.txt"
-for stage in "${@:-levers fsdp_eager unfreeze resume fsdp_tuning fsdp levers1 of9b}"; do
-  for s in $stage; do "$s"; tar -czf "$OUT/logs.tar.gz" -C "$W" logs; done
+for stage in ${*:-levers fsdp_eager unfreeze resume fsdp_tuning fsdp levers1 of9b}; do
+  "$stage"
+  tar -czf "$OUT/logs.tar.gz" -C "$W" logs
 done
 ls "$OUT"

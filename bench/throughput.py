@@ -60,9 +60,7 @@ class StepTimer(Callback):
             row = {"flops": float(model.flops_per_batch(batch)), "wait_s": self._wait,
                    "loss": dict(state.total_loss_dict)}
             for name, sub in batch.items():
-                # The global step's sample indices (all ranks): data order across GPU counts and resumes.
-                ids = dist.all_gather(state.device.tensor_to_device(sub["sample_idx"]))  # NCCL: on the GPU
-                row[f"{name}_ids"] = sorted(int(i) for t in ids for i in t.tolist())
+                row[f"{name}_ids"] = sub["sample_idx"].tolist()  # this rank's; see gather_sample_ids
                 row[f"{name}_samples"] = int(sub["input_ids"].shape[0])
                 row[f"{name}_images"] = int(sub["num_images"].sum())
                 row[f"{name}_tokens"] = int(sub["attention_mask"].sum())
@@ -70,6 +68,15 @@ class StepTimer(Callback):
                 row["step_s"] = now - self._last_end
             self._last_end = now
             self.rows.append(row)
+
+
+def gather_sample_ids(rows: list[dict]) -> None:
+    """Replace each step's sample indices by the global step's (all ranks, sorted): data order across GPU
+    counts and resumes. One collective after the run, none in the timed steps."""
+    everyone = dist.all_gather_object([{k: v for k, v in r.items() if k.endswith("_ids")} for r in rows])
+    for i, row in enumerate(rows):
+        for key in (k for k in row if k.endswith("_ids")):
+            row[key] = sorted(x for rank_rows in everyone for x in rank_rows[i][key])
 
 
 def shape_assets(work: str, shape: str) -> tuple[str, str]:
@@ -207,6 +214,7 @@ def main(argv: list[str]) -> dict:
     torch.cuda.reset_peak_memory_stats() if torch.cuda.is_available() else None
     before = local_copies(trainer.state.model) if args.check_params else None
     trainer.fit()
+    gather_sample_ids(timer.rows)
 
     peak = get_gpu_flops_available(trainer.state) if torch.cuda.is_available() else None
     result = {"gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu", "shape": args.shape,
