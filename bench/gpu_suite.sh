@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
 # The GPU figures of docs/PERFORMANCE.md on one host with 2 GPUs, in stages (run all, or name some):
-#   levers    OF-3B on one GPU: every speed setting (GPU 0); side by side on GPU 1, eager (no compiled
-#             blocks) with and without the two step-time levers (scheduled GC, fixed LAION length)
-#   levers1   compiled, without the two levers (GPU 0) / with only the scheduled GC (GPU 1)
+#   levers    OF-3B on one GPU: every speed setting (GPU 0); side by side on GPU 1, the same eager (no
+#             compiled blocks); both with a kernel profile and a Chrome trace of 2 more steps
+#   sdpa      compiled OF-3B on one GPU with cuDNN attention allowed (GPU 0) / not (GPU 1, the default),
+#             both with a kernel profile and a Chrome trace of 2 more steps
+#   nolevers  without the two step-time levers (scheduled GC, fixed LAION length): eager (GPU 1), and
+#             compiled (GPU 0) without / with only the scheduled GC
 #   fsdp_eager / fsdp   OF-3B on both GPUs, FSDP FULL_SHARD, eager / compiled, at the 1-GPU per-GPU batch
 #   fsdp_tuning         eager FSDP with forward prefetch and no all-gather limit; SHARD_GRAD_OP
 #   unfreeze  FSDP with the last 2 LM layers unfrozen: trainable table, FSDP units, what changed
 #   resume    FSDP at the 1-GPU run's global batch: 10 steps and a sharded checkpoint, then an
 #             autoresumed run to step 20 (losses and sample order against the 1-GPU run's)
 #   of9b      OF-9B on one GPU (GPU 0)
-#     bash bench/gpu_suite.sh levers fsdp_eager unfreeze      # about 9 minutes
-# JSON results go to $OUT, logs packed into $OUT/logs.tar.gz after each stage. Run from the repository root
-# with the project importable.
+#     bash bench/gpu_suite.sh fsdp_eager levers      # about 8 minutes
+# JSON results (and profile tables) go to $W/results; results and logs are packed into one file,
+# $OUT/results.tar.gz, after each stage. Run from the repository root with the project importable.
 set -u
 OUT=${OUT:-/tmp/flamingo-bench-out}
 W=${W:-/tmp/flamingo-bench}
-mkdir -p "$OUT" "$W/logs"
+R=$W/results
+mkdir -p "$OUT" "$W/logs" "$R"
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1
 B="bench/throughput.py yamls/flamingo-3b.yaml --work-dir $W"
 LAUNCH="python3 -m composer.cli.launcher -n 2"
@@ -41,40 +45,48 @@ run() {  # run <name> <timeout s> <command...>: log to $W/logs/<name>.log, print
 }
 
 levers() {
-  CUDA_VISIBLE_DEVICES=0 run of3b-1gpu 330 python3 $B $FAST $GC $STATIC --json "$OUT/of3b-1gpu.json" &
-  (CUDA_VISIBLE_DEVICES=1 run of3b-1gpu-eager 150 python3 $B $EAGER $GC $STATIC --json "$OUT/of3b-1gpu-eager.json"
-   CUDA_VISIBLE_DEVICES=1 run of3b-1gpu-eager-nolevers 150 python3 $B $EAGER --json "$OUT/of3b-1gpu-eager-nolevers.json") &
+  CUDA_VISIBLE_DEVICES=0 run of3b-1gpu 330 python3 $B $FAST $GC $STATIC --profile 2 --trace --json "$R/of3b-1gpu.json" &
+  CUDA_VISIBLE_DEVICES=1 run of3b-1gpu-eager 180 python3 $B $EAGER $GC $STATIC --profile 2 --trace \
+    --json "$R/of3b-1gpu-eager.json" &
   wait
 }
 
-levers1() {  # compiled, without / with one lever
-  CUDA_VISIBLE_DEVICES=0 run of3b-1gpu-nolevers 330 python3 $B $FAST --json "$OUT/of3b-1gpu-nolevers.json" &
-  CUDA_VISIBLE_DEVICES=1 run of3b-1gpu-gc 330 python3 $B $FAST $GC --json "$OUT/of3b-1gpu-gc.json" &
+sdpa() {
+  CUDA_VISIBLE_DEVICES=0 run of3b-1gpu-cudnn 300 python3 $B $FAST $GC $STATIC model.cudnn_attention=true \
+    --profile 2 --trace --json "$R/of3b-1gpu-cudnn.json" &
+  CUDA_VISIBLE_DEVICES=1 run of3b-1gpu 300 python3 $B $FAST $GC $STATIC --profile 2 --trace --json "$R/of3b-1gpu.json" &
+  wait
+}
+
+nolevers() {
+  CUDA_VISIBLE_DEVICES=0 run of3b-1gpu-nolevers 330 python3 $B $FAST --json "$R/of3b-1gpu-nolevers.json" &
+  (CUDA_VISIBLE_DEVICES=1 run of3b-1gpu-eager-nolevers 150 python3 $B $EAGER --json "$R/of3b-1gpu-eager-nolevers.json"
+   CUDA_VISIBLE_DEVICES=1 run of3b-1gpu-gc 330 python3 $B $FAST $GC --json "$R/of3b-1gpu-gc.json") &
   wait
 }
 
 fsdp_tuning() {  # eager FSDP: prefetching without the all-gather rate limit; SHARD_GRAD_OP
   run of3b-2gpu-fsdp-eager-prefetch 150 $LAUNCH $B $EAGER $GC $STATIC parallelism_config.fsdp.sharding_strategy=FULL_SHARD \
     parallelism_config.fsdp.limit_all_gathers=false parallelism_config.fsdp.forward_prefetch=true \
-    --json "$OUT/of3b-2gpu-fsdp-eager-prefetch.json"
+    --json "$R/of3b-2gpu-fsdp-eager-prefetch.json"
   run of3b-2gpu-fsdp-eager-sgo 150 $LAUNCH $B $EAGER $GC $STATIC parallelism_config.fsdp.sharding_strategy=SHARD_GRAD_OP \
-    --json "$OUT/of3b-2gpu-fsdp-eager-sgo.json"
+    --json "$R/of3b-2gpu-fsdp-eager-sgo.json"
 }
 
 fsdp_eager() {
-  run of3b-2gpu-fsdp-eager 150 $LAUNCH $B $EAGER $GC $STATIC parallelism_config.fsdp.sharding_strategy=FULL_SHARD \
-    --json "$OUT/of3b-2gpu-fsdp-eager.json"
+  run of3b-2gpu-fsdp-eager 240 $LAUNCH $B $EAGER $GC $STATIC parallelism_config.fsdp.sharding_strategy=FULL_SHARD \
+    --profile 2 --json "$R/of3b-2gpu-fsdp-eager.json"
 }
 
 fsdp() {
   run of3b-2gpu-fsdp 330 $LAUNCH $B $FAST $GC $STATIC parallelism_config.fsdp.sharding_strategy=FULL_SHARD \
-    --json "$OUT/of3b-2gpu-fsdp.json"
+    --profile 2 --json "$R/of3b-2gpu-fsdp.json"
 }
 
 unfreeze() {
   run of3b-2gpu-unfreeze 150 $LAUNCH $B --shape of3b --warmup 2 --steps 3 --check-params model.frozen_dtype=bf16 \
     activation_checkpointing=false device_train_microbatch_size=64 parallelism_config.fsdp.sharding_strategy=FULL_SHARD \
-    model.trainable.lm_last_n_layers=2 scheduler.t_warmup=0ba --json "$OUT/of3b-2gpu-unfreeze.json"
+    model.trainable.lm_last_n_layers=2 scheduler.t_warmup=0ba --json "$R/of3b-2gpu-unfreeze.json"
 }
 
 resume() {  # same global batch as the 1-GPU runs (64 + 32), eager, 10 steps then resumed to 20
@@ -83,21 +95,21 @@ resume() {  # same global batch as the 1-GPU runs (64 + 32), eager, 10 steps the
     train_data.num_workers=4 parallelism_config.fsdp.sharding_strategy=FULL_SHARD run_name=resume-check \
     save_folder=$W/ckpt save_interval=10ba autoresume=true"
   rm -rf "$W/ckpt"
-  run of3b-2gpu-resume-a 150 $LAUNCH $B $args --steps 9 --json "$OUT/of3b-2gpu-resume-a.json"
+  run of3b-2gpu-resume-a 150 $LAUNCH $B $args --steps 9 --json "$R/of3b-2gpu-resume-a.json"
   ls -lR "$W/ckpt" > "$W/logs/resume-ckpt-listing.txt" 2>&1
-  run of3b-2gpu-resume-b 150 $LAUNCH $B $args --steps 19 --json "$OUT/of3b-2gpu-resume-b.json"
+  run of3b-2gpu-resume-b 150 $LAUNCH $B $args --steps 19 --json "$R/of3b-2gpu-resume-b.json"
 }
 
 of9b() {
   CUDA_VISIBLE_DEVICES=0 run of9b-1gpu 320 python3 bench/throughput.py yamls/flamingo-9b.yaml --work-dir "$W" \
     --shape of9b --warmup 3 --steps 8 parallelism_config=null model.frozen_dtype=bf16 model.compile_blocks=true \
     activation_checkpointing=true device_train_microbatch_size=64 train_data.num_workers=8 $GC $STATIC \
-    --json "$OUT/of9b-1gpu.json"
+    --json "$R/of9b-1gpu.json"
 }
 
 nvidia-smi --query-gpu=name,memory.total --format=csv > "$W/logs/gpus.txt"
-for stage in ${*:-levers fsdp_eager unfreeze resume fsdp_tuning fsdp levers1 of9b}; do
+for stage in ${*:-levers fsdp_eager sdpa unfreeze resume fsdp_tuning nolevers of9b fsdp}; do
   "$stage"
-  tar -czf "$OUT/logs.tar.gz" -C "$W" logs
+  tar -czf "$OUT/results.tar.gz" -C "$W" logs results
 done
 ls "$OUT"

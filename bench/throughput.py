@@ -29,6 +29,8 @@ from composer import Callback, Event, State
 from composer.loggers import Logger
 from composer.utils import dist
 
+from bench.kernel_profile import StepProfiler
+
 # LLaMA-architecture LMs of the OpenFlamingo shapes (issue: OF-3B and OF-9B), cross-attention interval.
 SHAPES = {
     "of3b": dict(layers=24, hidden=2048, heads=16, mlp=5504, xattn_every=1),
@@ -174,6 +176,9 @@ def main(argv: list[str]) -> dict:
     p.add_argument("--warmup", type=int, default=8, help="steps left out of the figures (compile, allocator)")
     p.add_argument("--work-dir", default="/tmp/flamingo-bench")
     p.add_argument("--json", default=None, help="write the figures here (rank 0)")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="after the measured steps, profile N more: GPU time by kernel kind, GPU idle share")
+    p.add_argument("--trace", action="store_true", help="with --profile and --json: also a Chrome trace")
     p.add_argument("--check-params", action="store_true",
                    help="report which parameters changed during the run (keeps a host copy of the model)")
     args, overrides = p.parse_known_args(argv)
@@ -190,7 +195,8 @@ def main(argv: list[str]) -> dict:
     world, local_rank = dist.get_world_size(), dist.get_local_rank()
     raw = load_config(args.yaml, overrides)
     src = raw["train_data"]["sources"]
-    steps = args.warmup + args.steps + 1
+    measured = args.warmup + args.steps + 1
+    steps = measured + args.profile
     corpus = os.path.join(args.work_dir, "corpus")
     if local_rank == 0:  # data and assets once per node; the others wait at the barrier
         write_corpus(corpus, n_pairs=steps * world * src["laion"]["batch_size"],
@@ -211,6 +217,9 @@ def main(argv: list[str]) -> dict:
     trainer = build_trainer(raw)
     timer = StepTimer()
     trainer.state.callbacks.append(timer)
+    profiler = StepProfiler(measured + 1, args.profile) if args.profile else None
+    if profiler:
+        trainer.state.callbacks.append(profiler)
     torch.cuda.reset_peak_memory_stats() if torch.cuda.is_available() else None
     before = local_copies(trainer.state.model) if args.check_params else None
     trainer.fit()
@@ -220,14 +229,20 @@ def main(argv: list[str]) -> dict:
     result = {"gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu", "shape": args.shape,
               "yaml": args.yaml, "overrides": overrides,
               "batch_per_gpu": {k: v["batch_size"] for k, v in src.items()},
-              **summarize(timer.rows, args.warmup, world, peak),
+              **summarize(timer.rows[:measured], args.warmup, world, peak),
               "fsdp_units": fsdp_units(trainer.state.model)}
     if before is not None:
         result["changed_params_rank0"] = changed_params(trainer.state.model, before)
     if torch.cuda.is_available():
         result["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
     if dist.get_global_rank() == 0:
-        per_step = ("losses", "step_s", "images_per_step", "sample_ids", "changed_params_rank0")
+        if profiler:
+            stem = os.path.splitext(args.json)[0] if args.json else None
+            result["profile_rank0"], tables = profiler.report(stem + ".trace.json.gz" if stem and args.trace else None)
+            if stem:
+                with open(stem + ".profile.txt", "w") as f:
+                    f.write(tables)
+        per_step = ("losses", "step_s", "images_per_step", "sample_ids", "changed_params_rank0", "profile_rank0")
         print(json.dumps({k: v for k, v in result.items() if k not in per_step}), flush=True)
         if args.json:
             with open(args.json, "w") as f:
