@@ -41,6 +41,7 @@ def build_flamingo_model(cfg: ModelConfig):
     # After set_trainable: only units left entirely frozen are cast.
     if cfg.frozen_dtype == "bf16":
         cast_frozen_units(flamingo, torch.bfloat16)
+    torch.backends.cuda.enable_cudnn_sdp(cfg.cudnn_attention)
     if cfg.compile_blocks:
         flamingo.compile_blocks()
     return flamingo, tokenizer, image_transform

@@ -88,6 +88,10 @@ class ModelConfig:
     # torch.compile each repeated block (vision, Perceiver, decoder layers, xattn): faster GPU steps after a
     # one-off compile of about a minute.
     compile_blocks: bool = False
+    # Let SDPA pick cuDNN attention kernels (a process-wide switch). Off: on H100/H200 with torch 2.11 each
+    # cuDNN attention call cost ~0.5 ms of host time, more than most of this model's attention kernels take on
+    # the GPU, and the step waited on the host (docs/PERFORMANCE.md); flash / memory-efficient kernels run instead.
+    cudnn_attention: bool = False
 
 
 @dataclass
