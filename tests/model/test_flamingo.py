@@ -69,6 +69,27 @@ def test_freeze_new_embeddings_and_tied_rows(build):
     torch.testing.assert_close(emb.new_token_weight[0], emb.base.weight[:emb.base_vocab_size].mean(0))
 
 
+def test_head_gives_its_frozen_base_a_contiguous_gradient():
+    """An odd logits width (32000 + 3) made the base head's gradient a strided column slice, which sent the
+    frozen head's input-gradient product to a slow unaligned GEMM; the values must not change."""
+    base = torch.nn.Linear(8, 32000, bias=False).requires_grad_(False)
+    head = AddedTokenHead(base, 32000, 3)
+    seen = []
+
+    def watch_grad(module, inputs, out):
+        out.register_hook(lambda g: seen.append(g.is_contiguous()))
+
+    base.register_forward_hook(watch_grad)
+    h = torch.randn(2, 5, 8, requires_grad=True)
+    out = head(h)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    assert out.shape[-1] == 32003 and seen == [True]
+    plain = h.detach().clone().requires_grad_(True)
+    torch.cat((base(plain), torch.nn.functional.linear(plain, head.new_token_weight.detach())), -1).backward(grad)
+    torch.testing.assert_close(h.grad, plain.grad)
+
+
 def test_every_module_has_one_parent(build):
     model, _ = build("qwen2")
     seen = {}
