@@ -49,9 +49,11 @@ class FlamingoComposerModel(ComposerModel):
         self.flops = FlopsCounter(model)
 
     def forward(self, batch: Mapping[str, Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        # The collates pad on the right, so causality alone keeps every real token from seeing padding: no
+        # padding mask lets the LM run causal flash attention without building a 4D mask on the host. Only
+        # the outputs at pad positions change, and they carry no loss.
         return {
-            name: self.model(vision_x=b["images"], lang_x=b["input_ids"], attention_mask=b["attention_mask"],
-                             num_images=b["num_images"]).logits
+            name: self.model(vision_x=b["images"], lang_x=b["input_ids"], num_images=b["num_images"]).logits
             for name, b in batch.items() if name in self.loss_multipliers and b["input_ids"].shape[0] > 0
         }
 

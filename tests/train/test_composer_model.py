@@ -26,8 +26,16 @@ def setup(demo_assets):
     return model, batch, spec
 
 
+def right_pad(b: dict, extra: int, pad_id: int) -> dict:
+    """The batch with `extra` more pad columns on the right (as a longer row in the batch would add)."""
+    pad = {"input_ids": pad_id, "attention_mask": 0, "labels": IGNORE_INDEX}
+    return {k: torch.nn.functional.pad(v, (0, extra), value=pad[k]) if k in pad else v for k, v in b.items()}
+
+
 def test_loss_is_weighted_sum_of_per_source_token_means(setup):
+    """Also: the forward passes no padding mask (right padding); the loss equals the masked model's."""
     model, batch, _ = setup
+    batch = {n: right_pad(b, 3, model.model.lang_encoder.generation_config.pad_token_id) for n, b in batch.items()}
     out = model.loss(model(batch), batch)
     assert set(out) == {"total", "loss_laion", "loss_mmc4"}
     for name in ("laion", "mmc4"):
