@@ -57,17 +57,16 @@ class Flamingo(nn.Module):
         if vision_x.ndim != 5:
             raise ValueError(f"vision_x must be (B, T, C, H, W) or (B, T, 1, C, H, W), got {tuple(vision_x.shape)}")
         b, t = vision_x.shape[:2]
+        slots = vision_x.flatten(0, 1)
         if num_images is None:
-            real = torch.ones(b, t, dtype=torch.bool, device=vision_x.device)
-        else:
-            real = torch.arange(t, device=vision_x.device) < num_images.to(vision_x.device).unsqueeze(1)
+            return self.perceiver(self.vision_encoder(slots)).unflatten(0, (b, t))
+        real = torch.arange(t, device=vision_x.device) < num_images.to(vision_x.device).unsqueeze(1)
+        index = real.flatten().nonzero().squeeze(1)  # the pass's one host sync: the image count sets shapes
         # No reads of Perceiver parameters here: FSDP only unshards them inside its forward.
-        if not real.any():
+        if index.numel() == 0:
             return vision_x.new_zeros(b, t, self.perceiver.num_latents, self.perceiver.dim)
-        latents = self.perceiver(self.vision_encoder(vision_x[real]))
-        out = latents.new_zeros(b, t, *latents.shape[1:])
-        out[real] = latents
-        return out
+        latents = self.perceiver(self.vision_encoder(slots.index_select(0, index)))
+        return latents.new_zeros(b * t, *latents.shape[1:]).index_copy(0, index, latents).unflatten(0, (b, t))
 
     def forward(self, vision_x: torch.Tensor, lang_x: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 num_images: torch.Tensor | None = None, past_key_values=None, use_cache: bool = False):
