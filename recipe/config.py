@@ -86,7 +86,7 @@ class ModelConfig:
     # Random weights from the LM's config (benchmarks): lm_path then needs only a config.json.
     lm_random_init: bool = False
     # torch.compile each repeated block (vision, Perceiver, decoder layers, xattn): faster GPU steps after a
-    # one-off compile of about a minute.
+    # one-off compile of about a minute. Under FSDP with torch 2.11 the compile failed (docs/PERFORMANCE.md).
     compile_blocks: bool = False
     # Let SDPA pick cuDNN attention kernels (a process-wide switch). Off: on H100/H200 with torch 2.11 each
     # cuDNN attention call cost ~0.5 ms of host time, more than most of this model's attention kernels take on
