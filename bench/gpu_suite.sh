@@ -8,6 +8,9 @@
 #             compiled (GPU 0) without / with only the scheduled GC
 #   fsdp_eager / fsdp   OF-3B on both GPUs, FSDP FULL_SHARD, eager / compiled, at the 1-GPU per-GPU batch
 #   fsdp_tuning         eager FSDP with forward prefetch and no all-gather limit; SHARD_GRAD_OP
+#   fsdp_fullmp  compiled FSDP FULL_SHARD with FSDP mixed precision FULL (fp32 parameters; autocast does
+#             the bf16 compute, as on one GPU); the default (param_dtype bf16) failed to compile on torch 2.11
+#   fsdp2     Composer's FSDP2 (FSDP_VERSION=2: fully_shard over the same units), eager then compiled
 #   unfreeze  FSDP with the last 2 LM layers unfrozen: trainable table, FSDP units, what changed
 #   resume    FSDP at the 1-GPU run's global batch: 10 steps and a sharded checkpoint, then an
 #             autoresumed run to step 20 (losses and sample order against the 1-GPU run's)
@@ -83,6 +86,18 @@ fsdp() {
     --profile 2 --json "$R/of3b-2gpu-fsdp.json"
 }
 
+fsdp_fullmp() {
+  run of3b-2gpu-fsdp-fullmp 330 $LAUNCH $B $FAST $GC $STATIC parallelism_config.fsdp.sharding_strategy=FULL_SHARD \
+    parallelism_config.fsdp.mixed_precision=FULL --profile 2 --json "$R/of3b-2gpu-fsdp-fullmp.json"
+}
+
+fsdp2() {
+  run of3b-2gpu-fsdp2-eager 240 env FSDP_VERSION=2 $LAUNCH $B $EAGER $GC $STATIC \
+    parallelism_config.fsdp.sharding_strategy=FULL_SHARD --profile 2 --json "$R/of3b-2gpu-fsdp2-eager.json"
+  run of3b-2gpu-fsdp2 330 env FSDP_VERSION=2 $LAUNCH $B $FAST $GC $STATIC \
+    parallelism_config.fsdp.sharding_strategy=FULL_SHARD --profile 2 --json "$R/of3b-2gpu-fsdp2.json"
+}
+
 unfreeze() {
   run of3b-2gpu-unfreeze 150 $LAUNCH $B --shape of3b --warmup 2 --steps 3 --check-params model.frozen_dtype=bf16 \
     activation_checkpointing=false device_train_microbatch_size=64 parallelism_config.fsdp.sharding_strategy=FULL_SHARD \
@@ -108,7 +123,7 @@ of9b() {
 }
 
 nvidia-smi --query-gpu=name,memory.total --format=csv > "$W/logs/gpus.txt"
-for stage in ${*:-levers fsdp_eager sdpa unfreeze resume fsdp_tuning nolevers of9b fsdp}; do
+for stage in ${*:-levers fsdp_eager fsdp_fullmp fsdp2 sdpa unfreeze resume fsdp_tuning nolevers of9b fsdp}; do
   "$stage"
   tar -czf "$OUT/results.tar.gz" -C "$W" logs results
 done
