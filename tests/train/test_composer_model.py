@@ -45,6 +45,11 @@ def test_loss_is_weighted_sum_of_per_source_token_means(setup):
     assert torch.allclose(out["total"], 0.2 * out["loss_laion"] + out["loss_mmc4"])
 
 
+def test_model_builder_turns_cudnn_attention_off(setup):
+    """`model.cudnn_attention: false` (the default) is a process-wide SDPA switch set by the builder."""
+    assert not torch.backends.cuda.cudnn_sdp_enabled()
+
+
 def test_absent_source_and_untrained_source_give_zeros_not_nan(setup):
     model, batch, _ = setup
     only_laion = {"laion": batch["laion"]}
