@@ -57,7 +57,8 @@ levers() {
 sdpa() {
   CUDA_VISIBLE_DEVICES=0 run of3b-1gpu-cudnn 300 python3 $B $FAST $GC $STATIC model.cudnn_attention=true \
     --profile 2 --trace --json "$R/of3b-1gpu-cudnn.json" &
-  CUDA_VISIBLE_DEVICES=1 run of3b-1gpu 300 python3 $B $FAST $GC $STATIC --profile 2 --trace --json "$R/of3b-1gpu.json" &
+  CUDA_VISIBLE_DEVICES=1 run of3b-1gpu-nocudnn 300 python3 $B $FAST $GC $STATIC --profile 2 --trace \
+    --json "$R/of3b-1gpu-nocudnn.json" &
   wait
 }
 

@@ -49,7 +49,8 @@ def summarize_kernels(kernels: list[tuple[str, float, float]], steps: int, wall_
     per_step = lambda us: round(us / steps / 1e3, 2)  # noqa: E731 - µs over the window -> ms per step
     by_cat, by_name = {}, {}
     for name, s, e in kernels:
-        by_cat[category(name)] = by_cat.get(category(name), 0.0) + (e - s)
+        kind = category(name)
+        by_cat[kind] = by_cat.get(kind, 0.0) + (e - s)
         calls, us = by_name.get(name, (0, 0.0))
         by_name[name] = (calls + 1, us + (e - s))
     busy = busy_us([(s, e) for _, s, e in kernels])
