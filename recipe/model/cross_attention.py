@@ -16,8 +16,11 @@ def media_attention_mask(media_index: torch.Tensor, num_media: int, latents_per_
     Returns (mask, has_media): mask (B, 1, L, num_media*latents_per_media) bool, True where the token may
     attend; has_media (B, L, 1) bool. Rows without an image (or pointing past the last image slot) attend
     everywhere (so SDPA never sees an all-masked row) and are zeroed afterwards through `has_media`.
+    With one image slot every row attends everywhere: the mask is None, which lets SDPA use flash kernels.
     """
     has_media = (media_index > 0) & (media_index <= num_media)
+    if num_media == 1:
+        return None, has_media.unsqueeze(-1)
     key_media = torch.arange(1, num_media + 1, device=media_index.device).repeat_interleave(latents_per_media)
     mask = (media_index.unsqueeze(-1) == key_media) | ~has_media.unsqueeze(-1)
     return mask.unsqueeze(1), has_media.unsqueeze(-1)
@@ -35,9 +38,9 @@ class MaskedCrossAttention(nn.Module):
         self.to_kv = nn.Linear(dim_visual, 2 * inner, bias=False)
         self.to_out = nn.Linear(inner, dim, bias=False)
 
-    def forward(self, x: torch.Tensor, media: torch.Tensor, mask: torch.Tensor,
+    def forward(self, x: torch.Tensor, media: torch.Tensor, mask: torch.Tensor | None,
                 has_media: torch.Tensor) -> torch.Tensor:
-        """x (B, L, dim); media (B, S, dim_visual) latents of all image slots; mask (B, 1, L, S)."""
+        """x (B, L, dim); media (B, S, dim_visual) latents of all image slots; mask (B, 1, L, S) or None."""
         q = self.to_q(self.norm(x))
         k, v = self.to_kv(media.to(q.dtype)).chunk(2, dim=-1)
         q, k, v = (t.unflatten(-1, (self.heads, -1)).transpose(1, 2) for t in (q, k, v))
@@ -56,7 +59,7 @@ class GatedCrossAttentionBlock(nn.Module):
         self.ff = feed_forward(dim, ff_mult)
         self.ff_gate = nn.Parameter(torch.zeros(1))
 
-    def forward(self, x: torch.Tensor, media: torch.Tensor, mask: torch.Tensor,
+    def forward(self, x: torch.Tensor, media: torch.Tensor, mask: torch.Tensor | None,
                 has_media: torch.Tensor) -> torch.Tensor:
         # Under autocast the residual stays in the LM's dtype (no full-size fp32 copies of the hidden
         # states); without it, run in the block's own dtype (e.g. an fp32 block inside a bf16 LM).

@@ -1,9 +1,12 @@
 """The vision tower: old (un-normalised) patch tokens, frozen, eval-only, encodes real images only."""
 
+import copy
+
+import open_clip
 import pytest
 import torch
 
-from recipe.model.vision import VisionEncoder
+from recipe.model.vision import VisionBlock, VisionEncoder
 
 
 def _raw_tokens(visual, images):
@@ -70,3 +73,24 @@ def test_wrapper_rejects_attention_pooled_towers():
 
     with pytest.raises(ValueError, match="attentional pooling"):
         VisionEncoder(Pooled())
+
+
+def test_vision_blocks_compute_what_open_clip_blocks_compute(vision_name):
+    torch.manual_seed(0)
+    original = open_clip.create_model(vision_name).visual.eval()
+    encoder = VisionEncoder(copy.deepcopy(original))
+    assert all(isinstance(b, VisionBlock) for b in encoder.resblocks)
+    # Same parameter names and values: checkpoints and pretrained weights load unchanged.
+    theirs, ours = original.state_dict(), encoder.visual.state_dict()
+    assert list(ours) == list(theirs)
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+    images = torch.randn(3, 3, 32, 32)
+    x = torch.randn(3, 17, 64)
+    for block, theirs_block in zip(encoder.resblocks, original.transformer.resblocks):
+        torch.testing.assert_close(block(x), theirs_block(x))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            torch.testing.assert_close(block(x), theirs_block(x), rtol=2e-2, atol=2e-2)
+    original.output_tokens, original.final_ln_after_pool = True, True
+    torch.testing.assert_close(encoder(images), original(images)[1])
+    with pytest.raises(ValueError, match="unmasked"):
+        encoder.resblocks[0](x, attn_mask=torch.zeros(17, 17))
