@@ -42,8 +42,10 @@ def build_flamingo_model(cfg: ModelConfig):
     if cfg.frozen_dtype == "bf16":
         cast_frozen_units(flamingo, torch.bfloat16)
     torch.backends.cuda.enable_cudnn_sdp(cfg.cudnn_attention)
+    if cfg.cuda_graphs and dist.get_world_size() > 1:
+        raise ValueError("model.cuda_graphs: one GPU only (not measured with DDP gradient buckets)")
     if cfg.compile_blocks:
-        flamingo.compile_blocks()
+        flamingo.compile_blocks(cuda_graphs=cfg.cuda_graphs)
     return flamingo, tokenizer, image_transform
 
 

@@ -92,6 +92,11 @@ class ModelConfig:
     # cuDNN attention call cost ~0.5 ms of host time, more than most of this model's attention kernels take on
     # the GPU, and the step waited on the host (docs/PERFORMANCE.md); flash / memory-efficient kernels run instead.
     cudnn_attention: bool = False
+    # CUDA graphs for the compiled decoder layers and xattn blocks (needs compile_blocks; one GPU, no activation
+    # checkpointing, one microbatch per step). The LAION pass's small kernels leave the GPU waiting on the host;
+    # a graph replays a block's kernels in one launch. Each token shape is recorded once: use fixed shapes
+    # (`pad_to_max_tokens`); other shapes (eval, caption generation) recompile and record their own.
+    cuda_graphs: bool = False
 
 
 @dataclass
@@ -434,6 +439,9 @@ def validate(raw: dict) -> TrainConfig:
             if size % chunks:
                 raise ConfigError(f"train_data.sources.{name}.batch_size={size} does not split into the {chunks} "
                                   f"microbatches that device_train_microbatch_size={mb} makes (batch sizes {sizes})")
+        if cfg.model.cuda_graphs and chunks > 1:
+            raise ConfigError(f"model.cuda_graphs: needs one microbatch per step (device_train_microbatch_size >= "
+                              f"{largest}); gradient accumulation over graph replays is not supported")
     gc_cfg = cfg.callbacks.scheduled_gc
     if gc_cfg is not None and (gc_cfg.interval < 1 or gc_cfg.generation not in (0, 1, 2)):
         raise ConfigError(f"callbacks.scheduled_gc: need interval >= 1 and generation 0, 1 or 2, got "
@@ -470,6 +478,15 @@ def validate(raw: dict) -> TrainConfig:
     device = cfg.device or ("gpu" if _cuda_available() else "cpu")
     if device == "cpu" and cfg.precision != "fp32":
         raise ConfigError(f"precision: CPU training supports only fp32, got {cfg.precision!r} (set precision=fp32)")
+    if cfg.model.cuda_graphs:
+        reasons = [why for bad, why in ((not cfg.model.compile_blocks, "model.compile_blocks=true"),
+                                        (device == "cpu", "a GPU"),
+                                        (fsdp is not None, "no FSDP"),
+                                        (cfg.activation_checkpointing, "no activation checkpointing"),
+                                        (cfg.train_data.microbatches != "mixed", "train_data.microbatches=mixed"))
+                   if bad]
+        if reasons:
+            raise ConfigError(f"model.cuda_graphs: needs {', '.join(reasons)}")
     if cfg.model.frozen_dtype == "bf16" and cfg.precision != "amp_bf16":
         raise ConfigError("model.frozen_dtype: bf16 frozen weights need precision amp_bf16")
     if fsdp is not None:

@@ -96,12 +96,18 @@ class Flamingo(nn.Module):
         finally:
             self.conditioning.clear()
 
-    def compile_blocks(self, **compile_kwargs) -> None:
+    def compile_blocks(self, cuda_graphs: bool = False) -> None:
         """`torch.compile` each repeated block in place (vision blocks, Perceiver, original decoder layers,
         xattn blocks): fuses their norms, gates and activations. Wrappers and the HF LM stay eager, so
-        FSDP wrapping, activation checkpointing and `generate` see the same module tree."""
-        for module in (*self._vision_blocks, self.perceiver, *self._decoder_layers, *self._xattn_blocks):
-            module.compile(**compile_kwargs)
+        FSDP wrapping, activation checkpointing and `generate` see the same module tree.
+
+        `cuda_graphs`: the decoder layers and xattn blocks also replay as CUDA graphs, one per token shape
+        (`dynamic=False`). The vision blocks and the Perceiver see a varying image count and stay without."""
+        for module in (*self._vision_blocks, self.perceiver):
+            module.compile()
+        lm_kwargs = {"dynamic": False, "options": {"triton.cudagraphs": True}} if cuda_graphs else {}
+        for module in (*self._decoder_layers, *self._xattn_blocks):
+            module.compile(**lm_kwargs)
 
     def fsdp_wrap_fn(self, module: nn.Module) -> bool:
         """FSDP units: each vision block, each original decoder layer, each xattn block, the Perceiver.

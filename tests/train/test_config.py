@@ -50,6 +50,10 @@ def test_demo_config_is_valid(overrides):
     ("model.trainable.lm_last_n_layers=-2", "lm_last_n_layers must be >= 0, or -1 for all"),
     ("model.trainable.lm_layers=2", "unknown key 'model.trainable.lm_layers' (did you mean"),
     ("model.freeze_new_embeddings=true", "unknown key 'model.freeze_new_embeddings'"),
+    ("model.cuda_graphs=true activation_checkpointing=true",
+     "model.cuda_graphs: needs model.compile_blocks=true, a GPU, no activation checkpointing"),
+    ("model.cuda_graphs=true model.compile_blocks=true device_train_microbatch_size=4",
+     "model.cuda_graphs: needs one microbatch per step"),
 ])
 def test_bad_configs_are_one_clear_error(overrides, extra, message):
     with pytest.raises(ConfigError) as e:
