@@ -1,5 +1,10 @@
 #!/usr/bin/env bash
 # The GPU figures of docs/PERFORMANCE.md on one host with 2 GPUs, in stages (run all, or name some):
+#   ab        one GPU (GPU 0), one after the other: compiled OF-3B with the code in $BASE (an earlier commit,
+#             e.g. `git archive <commit> | tar -x -C base`), then with this tree, profiled (a same-run A/B);
+#             $AB_ARGS: more overrides for both
+#   cudagraphs  one GPU (GPU 0), one after the other: compiled OF-3B without, then with `model.cuda_graphs`
+#             (profiled)
 #   levers    OF-3B on one GPU: every speed setting (GPU 0); side by side on GPU 1, the same eager (no
 #             compiled blocks); both with a kernel profile and a Chrome trace of 2 more steps
 #   sdpa      compiled OF-3B on one GPU with cuDNN attention allowed (GPU 0) / not (GPU 1, the default),
@@ -52,6 +57,19 @@ levers() {
   CUDA_VISIBLE_DEVICES=1 run of3b-1gpu-eager 180 python3 $B $EAGER $GC $STATIC --profile 2 --trace \
     --json "$R/of3b-1gpu-eager.json" &
   wait
+}
+
+ab() {
+  (cd "$BASE" && PYTHONPATH="$BASE:${PYTHONPATH:-}" CUDA_VISIBLE_DEVICES=0 run of3b-1gpu-base 330 \
+    python3 $B $FAST $GC $STATIC ${AB_ARGS:-} --json "$R/of3b-1gpu-base.json")
+  CUDA_VISIBLE_DEVICES=0 run of3b-1gpu 330 python3 $B $FAST $GC $STATIC ${AB_ARGS:-} --profile 2 --trace \
+    --json "$R/of3b-1gpu.json"
+}
+
+cudagraphs() {
+  CUDA_VISIBLE_DEVICES=0 run of3b-1gpu 330 python3 $B $FAST $GC $STATIC --json "$R/of3b-1gpu.json"
+  CUDA_VISIBLE_DEVICES=0 run of3b-1gpu-graphs 330 python3 $B $FAST $GC $STATIC model.cuda_graphs=true \
+    --profile 2 --trace --json "$R/of3b-1gpu-graphs.json"
 }
 
 sdpa() {

@@ -98,9 +98,11 @@ def shape_assets(work: str, shape: str) -> tuple[str, str]:
 
 
 def fsdp_units(model: torch.nn.Module) -> dict:
-    """FSDP units by what they own directly (nested units excluded): all-trainable, all-frozen, mixed."""
-    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+    """FSDP units (FSDP1 wrappers or FSDP2 `fully_shard` modules) by what they own directly (nested units
+    excluded): all-trainable, all-frozen, mixed."""
+    from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
 
+    FSDP = (FullyShardedDataParallel, FSDPModule)
     out = {"trainable": 0, "frozen": 0, "mixed": []}
     for name, unit in model.named_modules():
         if not isinstance(unit, FSDP):

@@ -49,11 +49,13 @@ class FlamingoComposerModel(ComposerModel):
         self.flops = FlopsCounter(model)
 
     def forward(self, batch: Mapping[str, Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        # The collates pad on the right, so causality alone keeps every real token from seeing padding: no
-        # padding mask lets the LM run causal flash attention without building a 4D mask on the host. Only
-        # the outputs at pad positions change, and they carry no loss.
+        # The collates pad on the right, so causality alone keeps every real token from seeing padding. An
+        # all-ones padding mask lets transformers skip the 4D mask (one host sync for `mask.all()`), and SDPA
+        # runs causal flash attention; with no mask at all, transformers 4.57 looks for packed sequences in the
+        # position ids and builds one on the host. Only outputs at pad positions change; they carry no loss.
         return {
-            name: self.model(vision_x=b["images"], lang_x=b["input_ids"], num_images=b["num_images"]).logits
+            name: self.model(vision_x=b["images"], lang_x=b["input_ids"], num_images=b["num_images"],
+                             attention_mask=torch.ones_like(b["input_ids"], dtype=torch.bool)).logits
             for name, b in batch.items() if name in self.loss_multipliers and b["input_ids"].shape[0] > 0
         }
 

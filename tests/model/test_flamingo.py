@@ -131,6 +131,21 @@ def test_mask_latest_image_only_and_nothing_before_the_first():
     torch.testing.assert_close(block(x[:, :1], media.flatten(1, 2), mask, has_media), ff_only.unsqueeze(1))
 
 
+def test_one_image_slot_needs_no_mask():
+    torch.manual_seed(0)
+    block = GatedCrossAttentionBlock(dim=16, dim_visual=8, heads=2, dim_head=4)
+    with torch.no_grad():
+        block.attn_gate.fill_(1.0)
+    media_index = torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]])  # LAION-like: one image, maybe text before it
+    mask, has_media = media_attention_mask(media_index, num_media=1, latents_per_media=4)
+    assert mask is None
+    full_mask = torch.ones(2, 1, 4, 4, dtype=torch.bool)  # what the general rule gives with one slot
+    x, media = torch.randn(2, 4, 16), torch.randn(2, 4, 8)
+    torch.testing.assert_close(block(x, media, mask, has_media), block(x, media, full_mask, has_media))
+    ff_only = x[0, 0] + block.ff(x[0, 0]) * torch.tanh(block.ff_gate)
+    torch.testing.assert_close(block(x, media, mask, has_media)[0, 0], ff_only)
+
+
 def test_fsdp_units_are_homogeneous_and_checkpointing_targets(build):
     model, _ = build("llama")
     units = [m for m in model.modules() if model.fsdp_wrap_fn(m)]
@@ -217,3 +232,27 @@ def test_special_tokens_order_and_pad(build, tokenizer_dir, lm_dir_factory, visi
     assert images.shape == (1, 3, 32, 32)  # open_clip's val transform at the tower's image size
     logits = model2.eval()(images.unsqueeze(0), tok2("<image>red", return_tensors="pt").input_ids).logits
     assert logits.shape[-1] == base + 2
+
+
+def test_training_forward_runs_causal_self_attention_without_a_mask(build):
+    """FlamingoComposerModel's forward: transformers builds no 4D mask, so SDPA can run causal flash kernels;
+    with the batch's padding mask it would build one. The real tokens' logits are the masked model's."""
+    from recipe.composer_model import FlamingoComposerModel
+
+    model, tok = build("llama")
+    images, ids, mask, n = mmc4_batch(tok)
+    composer_model = FlamingoComposerModel(model, {"mmc4": 1.0}, {"mmc4": 3},
+                                           lambda batch: batch["mmc4"]["input_ids"].shape[0])
+    seen = []
+    hooks = [layer.self_attn.register_forward_pre_hook(lambda m, a, kw: seen.append(kw.get("attention_mask")),
+                                                       with_kwargs=True) for layer in model.decoder_layers]
+    try:
+        logits = composer_model({"mmc4": {"images": images, "input_ids": ids, "num_images": n}})["mmc4"]
+        assert len(seen) == len(hooks) and all(m is None for m in seen)
+        masked = model(vision_x=images, lang_x=ids, attention_mask=mask, num_images=n).logits
+        assert seen[-1] is not None and seen[-1].ndim == 4
+    finally:
+        for h in hooks:
+            h.remove()
+    assert (mask == 0).any()  # the batch has padding
+    torch.testing.assert_close(logits[mask.bool()], masked[mask.bool()], rtol=1e-4, atol=1e-5)

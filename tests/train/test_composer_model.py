@@ -33,7 +33,7 @@ def right_pad(b: dict, extra: int, pad_id: int) -> dict:
 
 
 def test_loss_is_weighted_sum_of_per_source_token_means(setup):
-    """Also: the forward passes no padding mask (right padding); the loss equals the masked model's."""
+    """Also: the forward passes no real padding mask (right padding); the loss equals the masked model's."""
     model, batch, _ = setup
     batch = {n: right_pad(b, 3, model.model.lang_encoder.generation_config.pad_token_id) for n, b in batch.items()}
     out = model.loss(model(batch), batch)
