@@ -22,8 +22,9 @@ class VisionBlock(nn.Module):
     """An open_clip `ResidualAttentionBlock` (self-attention, batch-first) with the same submodules and
     parameter names, whose attention calls SDPA on strided views of the packed q/k/v projection.
 
-    `nn.MultiheadAttention` under autocast copies the projection apart into q, k and v and transposes
-    the sequence-first input; in the compiled OF-3B step those copies took 17 ms of GPU time."""
+    `nn.MultiheadAttention` under autocast takes its slow path: it runs sequence-first (transposing the
+    batch-first input) and copies the projection apart into q, k and v; in the compiled OF-3B step those
+    copies took 17 ms of GPU time."""
 
     def __init__(self, block: nn.Module):
         super().__init__()
