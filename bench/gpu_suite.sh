@@ -60,14 +60,14 @@ levers() {
 }
 
 ab() {
-  (cd "$BASE" && PYTHONPATH="$BASE:${PYTHONPATH:-}" CUDA_VISIBLE_DEVICES=0 run of3b-1gpu-base 330 \
-    python3 $B $FAST $GC $STATIC ${AB_ARGS:-} --json "$R/of3b-1gpu-base.json")
-  CUDA_VISIBLE_DEVICES=0 run of3b-1gpu 330 python3 $B $FAST $GC $STATIC ${AB_ARGS:-} --profile 2 --trace \
-    --json "$R/of3b-1gpu.json"
+  (cd "$BASE" && PYTHONPATH="$BASE:${PYTHONPATH:-}" CUDA_VISIBLE_DEVICES=0 run of3b-1gpu-ab-base 330 \
+    python3 $B $FAST $GC $STATIC ${AB_ARGS:-} --json "$R/of3b-1gpu-ab-base.json")
+  CUDA_VISIBLE_DEVICES=0 run of3b-1gpu-ab 330 python3 $B $FAST $GC $STATIC ${AB_ARGS:-} --profile 2 --trace \
+    --json "$R/of3b-1gpu-ab.json"
 }
 
 cudagraphs() {
-  CUDA_VISIBLE_DEVICES=0 run of3b-1gpu 330 python3 $B $FAST $GC $STATIC --json "$R/of3b-1gpu.json"
+  CUDA_VISIBLE_DEVICES=0 run of3b-1gpu-nographs 330 python3 $B $FAST $GC $STATIC --json "$R/of3b-1gpu-nographs.json"
   CUDA_VISIBLE_DEVICES=0 run of3b-1gpu-graphs 330 python3 $B $FAST $GC $STATIC model.cuda_graphs=true \
     --profile 2 --trace --json "$R/of3b-1gpu-graphs.json"
 }
