@@ -19,6 +19,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig
 
 from recipe.model.embeddings import add_token_embeddings
 from recipe.model.flamingo import Flamingo
+from recipe.model.lm_adapters import describe_lm
 from recipe.model.vision import VisionEncoder, load_open_clip_visual
 
 MEDIA, EOC = 50278, 50277
@@ -34,8 +35,9 @@ def build(lm_bf16, xattn_every=1, layers=24, d=2048, heads=16, mlp=5504):
                       tie_word_embeddings=False)
     lm = AutoModelForCausalLM.from_config(cfg, attn_implementation="sdpa")
     lm.requires_grad_(False)
-    add_token_embeddings(lm, 50277, 3)
-    m = Flamingo(VisionEncoder(visual), lm, media_token_id=MEDIA, eoc_token_id=EOC,
+    layout = describe_lm(lm, 50277)
+    add_token_embeddings(lm, layout, 50277, 3)
+    m = Flamingo(VisionEncoder(visual), lm, media_token_id=MEDIA, eoc_token_id=EOC, lm_layout=layout,
                  cross_attn_every_n_layers=xattn_every).cuda()
     if lm_bf16:
         for p in m.parameters():

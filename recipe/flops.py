@@ -28,6 +28,8 @@ class FlopsCounter:
     def __init__(self, flamingo: nn.Module):
         from transformers import PreTrainedModel
 
+        from recipe.model.embeddings import token_modules
+        from recipe.model.flamingo import Flamingo
         from recipe.model.lm import FlamingoLayer
         from recipe.model.perceiver import PerceiverResampler
         from recipe.model.vision import VisionEncoder
@@ -76,8 +78,9 @@ class FlopsCounter:
         self.per_image = per_image
 
         # LM: the input embedding is a lookup; then per layer the xattn block and the original layer.
-        hidden = lm.config.hidden_size
-        grad = trains(lm.get_input_embeddings())
+        hidden = first(Flamingo).lm_layout.hidden_size
+        _, emb, _, head = token_modules(lm)
+        grad = trains(emb)
         self.per_token = self.per_latent = self.per_token_image = self.per_token_sq = 0.0
         for layer in layers:
             block = layer.gated_cross_attn_layer
@@ -92,7 +95,7 @@ class FlopsCounter:
             self.per_token += mm * 2 * _numel(layer.decoder_layer)
             self.per_token_sq += att * 4 * hidden
             grad = grad or trains(layer.decoder_layer)
-        head = lm.get_output_embeddings()
+        head = emb if head is None else head  # no head module: the logits come from the embedding matrix
         mm, _ = factors(grad, head)
         self.per_token += mm * 2 * _numel(head)
 

@@ -4,9 +4,12 @@ import atexit
 import gc
 import os
 
-import pytest
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never download (set before huggingface_hub is imported)
 
-from recipe import offline
+import pytest  # noqa: E402
+import stand_ins  # noqa: E402
+
+from recipe import offline  # noqa: E402
 
 WORDS = ["red", "green", "blue", "yellow", "circle", "square", "triangle", "a", "photo", "of", "the", "on",
          "big", "small", "left", "right", "image", "shows", "and", "with", "text", "document", "sentence"]
@@ -38,12 +41,15 @@ def tokenizer(tokenizer_dir):
 
 @pytest.fixture(scope="session")
 def lm_dir_factory(assets_dir, tokenizer):
-    """`lm_dir_factory(family)` -> path of a saved tiny LM of that family (built once per session)."""
+    """`lm_dir_factory(family)` -> path of a saved tiny LM of that family (built once per session); the
+    `stand_ins.REMOTE_LMS` kinds are remote-code folders with 16 padding rows past the tokenizer, as MPT has."""
     cache = {}
 
     def make(family: str) -> str:
         if family not in cache:
-            cache[family] = offline.save_tiny_lm(family, os.path.join(assets_dir, f"lm-{family}"), len(tokenizer))
+            out = os.path.join(assets_dir, f"lm-{family}")
+            cache[family] = (stand_ins.write_remote_lm(family, out, len(tokenizer) + 16)
+                             if family in stand_ins.REMOTE_LMS else offline.save_tiny_lm(family, out, len(tokenizer)))
         return cache[family]
 
     return make

@@ -6,6 +6,7 @@ import torch
 
 from recipe.model.embeddings import add_token_embeddings
 from recipe.model.flamingo import Flamingo
+from recipe.model.lm_adapters import describe_lm, let_lm_build_its_cache
 from recipe.model.vision import VisionEncoder, load_open_clip_visual
 from recipe.tokens import END_OF_CHUNK, IMAGE, PAD
 
@@ -35,9 +36,12 @@ def _load_lm(lm_path: str, attn_implementation: str | None, dtype: torch.dtype |
 
     config = AutoConfig.from_pretrained(lm_path, trust_remote_code=trust_remote_code)
     if attn_implementation == "sdpa":
-        # MPT and GPT-J have no SDPA path in transformers; they run their eager attention.
+        # MPT and GPT-J have no SDPA path in transformers; they run their eager attention. Remote code (not in
+        # transformers' mapping) runs the attention its own config chooses.
         model_cls = AutoModelForCausalLM._model_mapping.get(type(config), None)
-        if model_cls is not None and not getattr(model_cls, "_supports_sdpa", False):
+        if model_cls is None:
+            attn_implementation = None
+        elif not getattr(model_cls, "_supports_sdpa", False):
             attn_implementation = "eager"
     if random_init:
         return AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code,
@@ -48,7 +52,8 @@ def _load_lm(lm_path: str, attn_implementation: str | None, dtype: torch.dtype |
 
 def build_flamingo(vision_name: str, vision_pretrained: str | None = None, lm_path: str | None = None,
                    tokenizer_path: str | None = None, cross_attn_every_n_layers: int = 1,
-                   decoder_layers_attr: str | None = None, freeze_new_embeddings: bool = False,
+                   decoder_layers_attr: str | None = None, embeddings_attr: str | None = None,
+                   lm_head_attr: str | None = None, freeze_new_embeddings: bool = False,
                    lm_attn_implementation: str | None = "sdpa", vision_final_ln: bool = False,
                    lm_dtype: str | torch.dtype | None = None, trust_remote_code: bool = False,
                    lm_random_init: bool = False, perceiver_kwargs: dict | None = None,
@@ -61,6 +66,9 @@ def build_flamingo(vision_name: str, vision_pretrained: str | None = None, lm_pa
     falls back to 'eager' for LMs without an SDPA path. lm_dtype: dtype of the frozen LM weights (None =
     as saved; the trainable parts stay float32). lm_random_init: random weights from the LM's config alone
     (benchmarks; `lm_path` then needs only `config.json`). image_transform is open_clip's validation transform.
+    decoder_layers_attr / embeddings_attr / lm_head_attr: where the LM keeps its decoder layers, token
+    embedding and output head (`lm_head_attr='embedding'`: logits from the embedding matrix), for LMs whose
+    traits `lm_adapters.describe_lm` cannot read.
 
     Only the Perceiver, the gated cross-attention blocks and (unless `freeze_new_embeddings`) the
     added-token rows are trainable; `recipe.model.trainable.set_trainable` changes that choice.
@@ -75,15 +83,19 @@ def build_flamingo(vision_name: str, vision_pretrained: str | None = None, lm_pa
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or lm_path, trust_remote_code=trust_remote_code)
     base_vocab_size = add_special_tokens(tokenizer)
     lm = _load_lm(lm_path, lm_attn_implementation, _resolve_dtype(lm_dtype), trust_remote_code, lm_random_init)
-    rows = lm.get_input_embeddings().num_embeddings
+    layout = describe_lm(lm, base_vocab_size, decoder_layers_attr, embeddings_attr, lm_head_attr)
+    rows = lm.get_submodule(layout.embedding).weight.shape[0]
     if rows < base_vocab_size:
         raise ValueError(f"tokenizer has {base_vocab_size} tokens but the LM embedding only {rows} rows")
     lm.requires_grad_(False)
-    add_token_embeddings(lm, base_vocab_size, len(tokenizer) - base_vocab_size, freeze=freeze_new_embeddings)
-    lm.generation_config.pad_token_id = tokenizer.pad_token_id
+    add_token_embeddings(lm, layout, base_vocab_size, len(tokenizer) - base_vocab_size, freeze=freeze_new_embeddings)
+    if layout.legacy_cache:
+        let_lm_build_its_cache(lm)
+    if lm.generation_config is not None:
+        lm.generation_config.pad_token_id = tokenizer.pad_token_id
 
     model = Flamingo(vision, lm, media_token_id=tokenizer.convert_tokens_to_ids(IMAGE),
-                     eoc_token_id=tokenizer.convert_tokens_to_ids(END_OF_CHUNK),
-                     cross_attn_every_n_layers=cross_attn_every_n_layers, decoder_layers_attr=decoder_layers_attr,
+                     eoc_token_id=tokenizer.convert_tokens_to_ids(END_OF_CHUNK), lm_layout=layout,
+                     cross_attn_every_n_layers=cross_attn_every_n_layers,
                      perceiver_kwargs=perceiver_kwargs, cross_attn_kwargs=cross_attn_kwargs)
     return model, tokenizer, image_transform

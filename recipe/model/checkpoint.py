@@ -16,11 +16,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from recipe.model.embeddings import AddedTokenEmbedding, AddedTokenHead
+from recipe.model.embeddings import token_modules
 
 _OURS_PERCEIVER = re.compile(r"^perceiver\.layers\.(\d+)\.(attn|ff)\.")
 _REF_PERCEIVER = re.compile(r"^perceiver\.layers\.(\d+)\.([01])\.")
 _REF_ALIASES = ("lang_encoder.old_decoder_blocks.", "lang_encoder.gated_cross_attn_layers.")
+# Name segments that FSDP, activation checkpointing and torch.compile add to the wrapped modules' keys (DDP
+# adds a `module.` prefix).
+_WRAPPER_SEGMENTS = re.compile(r"(_fsdp_wrapped_module|_checkpoint_wrapped_module|_orig_mod)\.")
 
 
 @dataclass
@@ -28,6 +31,15 @@ class LoadReport:
     loaded_keys: list[str] = field(default_factory=list)
     missing_keys: list[str] = field(default_factory=list)      # trainable params of ours the checkpoint lacks
     unexpected_keys: list[str] = field(default_factory=list)   # checkpoint keys with no counterpart in ours
+    # Added-token rows the reference never saves (an untied output head's; an embedding it froze), set as the
+    # reference's own model has them when it loads the checkpoint (see `reference_new_rows`).
+    defaulted_keys: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        line = f"loaded {len(self.loaded_keys)} tensors"
+        if self.defaulted_keys:
+            line += f"; not in the checkpoint, set as the reference sets them at load: {', '.join(self.defaulted_keys)}"
+        return line
 
 
 def _perceiver_to_ref(name: str) -> str:
@@ -38,16 +50,22 @@ def _perceiver_from_ref(name: str) -> str:
     return _REF_PERCEIVER.sub(lambda m: f"perceiver.layers.{m[1]}.{'attn' if m[2] == '0' else 'ff'}.", name)
 
 
-def _token_modules(model: nn.Module) -> tuple[str, AddedTokenEmbedding, str, AddedTokenHead]:
-    emb = head = None
-    for name, module in model.named_modules():
-        if isinstance(module, AddedTokenEmbedding):
-            emb = (name, module)
-        elif isinstance(module, AddedTokenHead):
-            head = (name, module)
-    if emb is None or head is None:
-        raise ValueError("model has no added-token embedding/head (build it with build_flamingo)")
-    return emb[0], emb[1], head[0], head[1]
+def _token_modules(model: nn.Module):
+    """token_modules() of the model's LM, with paths from the model's root."""
+    emb_name, emb, head_name, head = token_modules(model.lang_encoder)
+    return f"lang_encoder.{emb_name}", emb, (None if head is None else f"lang_encoder.{head_name}"), head
+
+
+def reference_new_rows(base: torch.Tensor, base_vocab_size: int, num_new: int) -> torch.Tensor:
+    """The added-token rows of a matrix whose rows the checkpoint does not hold, as the reference's model has
+    them after `resize_token_embeddings(len(tokenizer))`: rows the LM already had past its tokenizer (MPT's
+    padding rows) are kept; rows it grows get the mean of all old rows (transformers >= 4.46 samples them
+    from a normal around that mean with 1e-9 of the rows' covariance, i.e. the mean to ~1e-5)."""
+    old = base.shape[0]
+    rows = base.detach().float().mean(dim=0).expand(num_new, *base.shape[1:]).clone()
+    kept = max(0, min(old - base_vocab_size, num_new))
+    rows[:kept] = base[base_vocab_size:base_vocab_size + kept].detach().float()
+    return rows
 
 
 def _trainable_names(model: nn.Module) -> list[str]:
@@ -73,12 +91,14 @@ def export_openflamingo_checkpoint(model: nn.Module) -> dict[str, torch.Tensor]:
             out[name] = tensor.detach().clone()
     trained = {name for name, p in model.named_parameters() if p.requires_grad}
     for name, tensor in model.state_dict().items():
-        if name in trained and not name.startswith(("perceiver.", f"{emb_name}.", f"{head_name}.")) \
+        if name in trained and not name.startswith(("perceiver.", f"{emb_name}.", f"{head_name or emb_name}.")) \
                 and ".gated_cross_attn_layer." not in name:
             out[name.replace("vision_encoder.visual.", "vision_encoder.", 1)] = tensor.detach().clone()
     base_v = emb.base_vocab_size
     out[f"{emb_name}.weight"] = torch.cat((emb.base.weight[:base_v], emb.new_token_weight.to(emb.base.weight.dtype))
                                           ).detach().clone()
+    if head is None:  # the logits come from the embedding matrix
+        return out
     out[f"{head_name}.weight"] = torch.cat((head.base.weight[:base_v],
                                             head.new_token_weight.to(head.base.weight.dtype))).detach().clone()
     if head.new_token_bias is not None:
@@ -90,15 +110,17 @@ def load_openflamingo_checkpoint(model: nn.Module, checkpoint: dict | str | os.P
                                  strict: bool = True) -> LoadReport:
     """Load an OpenFlamingo state dict (or a path to `checkpoint.pt`, read with weights_only=True).
 
-    Accepts DDP `module.` prefixes and training checkpoints holding `model_state_dict`. Returns a
-    report of loaded / missing (our trainable params left untouched) / unexpected keys; with
-    `strict=True` any missing or unexpected key raises `ValueError` before anything is modified.
+    Accepts training checkpoints holding `model_state_dict` and the key segments DDP (`module.`), FSDP,
+    activation checkpointing and torch.compile add. Added-token rows the reference never saves (an untied
+    head's; those of an embedding it froze and so dropped) are set by `reference_new_rows` and listed in
+    `defaulted_keys`. Returns a report of loaded / missing (our trainable params left untouched) / unexpected
+    keys; with `strict=True` any missing or unexpected key raises `ValueError` before anything is modified.
     """
     if isinstance(checkpoint, (str, os.PathLike)):
         checkpoint = torch.load(checkpoint, map_location="cpu", weights_only=True)
     if "model_state_dict" in checkpoint:
         checkpoint = checkpoint["model_state_dict"]
-    checkpoint = {k.removeprefix("module."): v for k, v in checkpoint.items()}
+    checkpoint = {_WRAPPER_SEGMENTS.sub("", k.removeprefix("module.")): v for k, v in checkpoint.items()}
 
     emb_name, emb, head_name, head = _token_modules(model)
     ours = model.state_dict()
@@ -134,6 +156,15 @@ def load_openflamingo_checkpoint(model: nn.Module, checkpoint: dict | str | os.P
             put(key, value, key)
         else:
             report.unexpected_keys.append(key)
+    for module, prefix in ((emb, emb_name), (head, head_name)):
+        if module is None or (module is head and head.tied) or f"{prefix}.new_token_weight" in target:
+            continue
+        for param in ("weight", "bias"):
+            if getattr(module, f"new_token_{param}", None) is not None:
+                key = f"{prefix}.new_token_{param}"
+                target[key] = reference_new_rows(getattr(module.base, param), module.base_vocab_size,
+                                                 module.new_token_weight.shape[0])
+                report.defaulted_keys.append(key)
     report.missing_keys = [n for n in _trainable_names(model) if n not in target]
     if strict and (report.missing_keys or report.unexpected_keys):
         raise ValueError(f"checkpoint does not match the model: missing {report.missing_keys}, "

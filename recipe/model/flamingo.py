@@ -6,13 +6,16 @@ import torch
 from torch import nn
 
 from recipe.model.cross_attention import GatedCrossAttentionBlock
+from recipe.model.embeddings import token_modules
 from recipe.model.lm import MediaConditioning, insert_cross_attention
+from recipe.model.lm_adapters import LMLayout
 from recipe.model.perceiver import PerceiverResampler
 from recipe.model.vision import VisionEncoder
 
 
 class Flamingo(nn.Module):
-    """`lang_encoder` must already carry the added-token embeddings (`embeddings.add_token_embeddings`).
+    """`lang_encoder` must already carry the added-token embeddings (`embeddings.add_token_embeddings`);
+    `lm_layout` says where its parts are (`lm_adapters.describe_lm`).
 
     Parameter names (for optimizer groups): `perceiver.*`; `lang_encoder.<layers>.<i>.gated_cross_attn_layer.*`;
     `*.new_token_weight` / `*.new_token_bias` (added-token rows). `build_flamingo` freezes everything else
@@ -20,7 +23,7 @@ class Flamingo(nn.Module):
     """
 
     def __init__(self, vision_encoder: VisionEncoder, lang_encoder: nn.Module, media_token_id: int,
-                 eoc_token_id: int, cross_attn_every_n_layers: int = 1, decoder_layers_attr: str | None = None,
+                 eoc_token_id: int, lm_layout: LMLayout, cross_attn_every_n_layers: int = 1,
                  perceiver_kwargs: dict | None = None, cross_attn_kwargs: dict | None = None):
         super().__init__()
         self.media_token_id = media_token_id
@@ -28,10 +31,13 @@ class Flamingo(nn.Module):
         self.vision_encoder = vision_encoder
         self.perceiver = PerceiverResampler(vision_encoder.width, **(perceiver_kwargs or {}))
         self.lang_encoder = lang_encoder
+        self.lm_layout = lm_layout
+        self.decoder_layers_attr = lm_layout.decoder_layers
+        self.vocab_size = token_modules(lang_encoder)[1].num_embeddings
         self.conditioning = MediaConditioning(media_token_id)
-        self.decoder_layers_attr, self._decoder_layers, self._xattn_blocks = insert_cross_attention(
-            lang_encoder, self.conditioning, vision_encoder.width, cross_attn_every_n_layers,
-            decoder_layers_attr, **(cross_attn_kwargs or {}))
+        self._decoder_layers, self._xattn_blocks = insert_cross_attention(
+            lang_encoder, self.conditioning, lm_layout.decoder_layers, lm_layout.hidden_size, vision_encoder.width,
+            cross_attn_every_n_layers, **(cross_attn_kwargs or {}))
         self._vision_blocks = vision_encoder.resblocks
         lang_encoder.register_forward_pre_hook(self.conditioning, with_kwargs=True)
 
@@ -76,10 +82,14 @@ class Flamingo(nn.Module):
         the first `<image>` get no attention output (the FFN half of each block still applies)."""
         self.conditioning.set_latents(self.encode_images(vision_x, num_images))
         try:
-            return self.lang_encoder(input_ids=lang_x, attention_mask=attention_mask,
-                                     past_key_values=past_key_values, use_cache=use_cache)
+            out = self.lang_encoder(input_ids=lang_x, attention_mask=attention_mask,
+                                    past_key_values=past_key_values, use_cache=use_cache)
         finally:
             self.conditioning.clear()
+        if out.logits.shape[-1] != self.vocab_size:  # a head we did not find would drop the added tokens
+            raise RuntimeError(f"{type(self.lang_encoder).__name__} returned {out.logits.shape[-1]} logits for "
+                               f"{self.vocab_size} tokens; set model.lm_head_attr to its output head")
+        return out
 
     def generate(self, vision_x: torch.Tensor, lang_x: torch.Tensor, attention_mask: torch.Tensor | None = None,
                  num_images: torch.Tensor | None = None, **generate_kwargs) -> torch.Tensor:

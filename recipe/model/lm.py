@@ -14,35 +14,6 @@ from torch import nn
 from recipe.model.cross_attention import GatedCrossAttentionBlock, media_attention_mask
 
 
-def find_decoder_layers(lm: nn.Module, attr: str | None = None) -> str:
-    """Dotted path of the LM's decoder-layer ModuleList (e.g. `model.layers`, `transformer.h`).
-
-    Without `attr`: the longest ModuleList of same-typed modules, preferring the LM's
-    `_no_split_modules` classes (HF's own name for its decoder blocks).
-    """
-    if attr is not None:
-        layers = lm.get_submodule(attr)
-        if not isinstance(layers, nn.ModuleList):
-            raise ValueError(f"{attr!r} of {type(lm).__name__} is a {type(layers).__name__}, not a ModuleList")
-        return attr
-    block_names = set(getattr(lm, "_no_split_modules", None) or ())
-    best, best_key = None, None
-    for name, module in lm.named_modules():
-        if not isinstance(module, nn.ModuleList) or len(module) == 0:
-            continue
-        types = {type(m) for m in module}
-        if len(types) != 1:
-            continue
-        if types == {FlamingoLayer}:
-            raise ValueError(f"{type(lm).__name__} already has Flamingo layers at {name!r}")
-        key = (next(iter(types)).__name__ in block_names, len(module), -name.count("."))
-        if best_key is None or key > best_key:
-            best, best_key = name, key
-    if best is None:
-        raise ValueError(f"no decoder-layer ModuleList found in {type(lm).__name__}; pass decoder_layers_attr")
-    return best
-
-
 class MediaConditioning:
     """Plain-Python state shared by `Flamingo` and its `FlamingoLayer`s for the duration of one call.
 
@@ -119,16 +90,16 @@ class FlamingoLayer(nn.Module):
         return self.decoder_layer(hidden_states, *args, **kwargs)
 
 
-def insert_cross_attention(lm: nn.Module, conditioning: MediaConditioning, dim_visual: int,
-                           cross_attn_every_n_layers: int = 1, decoder_layers_attr: str | None = None,
-                           **block_kwargs) -> tuple[str, list[nn.Module], list[GatedCrossAttentionBlock]]:
-    """Wrap every decoder layer of `lm` in a `FlamingoLayer`; a block goes before layer i when
-    (i + 1) % cross_attn_every_n_layers == 0. Returns (layers path, original layers, blocks)."""
+def insert_cross_attention(lm: nn.Module, conditioning: MediaConditioning, layers_path: str, dim: int,
+                           dim_visual: int, cross_attn_every_n_layers: int = 1,
+                           **block_kwargs) -> tuple[list[nn.Module], list[GatedCrossAttentionBlock]]:
+    """Wrap every decoder layer in `lm.<layers_path>` in a `FlamingoLayer`; a block of width `dim` goes
+    before layer i when (i + 1) % cross_attn_every_n_layers == 0. Returns (original layers, blocks)."""
     if cross_attn_every_n_layers < 1:
         raise ValueError("cross_attn_every_n_layers must be >= 1")
-    path = find_decoder_layers(lm, decoder_layers_attr)
-    layers = lm.get_submodule(path)
-    dim = lm.config.hidden_size
+    layers = lm.get_submodule(layers_path)
+    if any(isinstance(layer, FlamingoLayer) for layer in layers):
+        raise ValueError(f"{type(lm).__name__} already has Flamingo layers at {layers_path!r}")
     originals, blocks = list(layers), []
     for i, layer in enumerate(originals):
         block = None
@@ -136,4 +107,4 @@ def insert_cross_attention(lm: nn.Module, conditioning: MediaConditioning, dim_v
             block = GatedCrossAttentionBlock(dim, dim_visual, **block_kwargs)
             blocks.append(block)
         layers[i] = FlamingoLayer(layer, block, conditioning)
-    return path, originals, blocks
+    return originals, blocks

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from recipe.model.embeddings import AddedTokenEmbedding, AddedTokenHead
+from recipe.model.embeddings import token_modules
 
 PARTS = ("vision_stem", "vision_blocks", "perceiver", "cross_attn", "new_embeddings", "lm_embeddings",
          "lm_layers", "lm_norms")
@@ -39,17 +39,16 @@ def _last(items: list, n: int) -> list:
 def partition(flamingo: nn.Module) -> dict[str, list[nn.Parameter]]:
     """Part name -> its parameters (each parameter in exactly one part)."""
     lm = flamingo.lang_encoder
-    emb, head = lm.get_input_embeddings(), lm.get_output_embeddings()
-    if not isinstance(emb, AddedTokenEmbedding) or not isinstance(head, AddedTokenHead):
-        raise ValueError("the LM has no added-token embedding/head (build it with build_flamingo)")
+    _, emb, _, head = token_modules(lm)
+    heads = [] if head is None else [head]  # none when the logits come from the embedding matrix
     parts: dict[str, list[nn.Parameter]] = {
         "vision_blocks": _params(flamingo.vision_encoder.resblocks),
         "perceiver": list(flamingo.perceiver.parameters()),
         "cross_attn": _params(flamingo.cross_attn_blocks),
-        "new_embeddings": [p for p in (emb.new_token_weight, head.new_token_weight, head.new_token_bias)
+        "new_embeddings": [p for m in (emb, *heads) for p in (m.new_token_weight, getattr(m, "new_token_bias", None))
                            if p is not None],
         "lm_layers": _params(flamingo.decoder_layers),
-        "lm_embeddings": [*emb.base.parameters(), *head.base.parameters()],
+        "lm_embeddings": [p for m in (emb, *heads) for p in m.base.parameters()],
     }
     seen = {id(p) for ps in parts.values() for p in ps}
     parts["vision_stem"] = [p for p in flamingo.vision_encoder.parameters() if id(p) not in seen]

@@ -3,15 +3,17 @@
 import pytest
 import torch
 
+import stand_ins
 from model_helpers import randomize_trainable
 from recipe.offline import LM_FAMILIES
 
 EXPECTED_LAYERS = {"llama": "model.layers", "mistral": "model.layers", "qwen2": "model.layers",
                    "mpt": "transformer.blocks", "gpt_neox": "gpt_neox.layers", "opt": "model.decoder.layers",
-                   "gpt2": "transformer.h", "gptj": "transformer.h"}
+                   "gpt2": "transformer.h", "gptj": "transformer.h",
+                   "mosaic_gpt": "transformer.blocks", "mpt_remote": "transformer.blocks"}
 
 
-@pytest.mark.parametrize("family", LM_FAMILIES)
+@pytest.mark.parametrize("family", [*LM_FAMILIES, *stand_ins.REMOTE_LMS])
 def test_family_forward_backward_generate(build, family):
     model, tok = build(family)
     assert model.decoder_layers_attr == EXPECTED_LAYERS[family]
@@ -57,3 +59,42 @@ def test_family_forward_backward_generate(build, family):
                 if seq[0, -1] == model.eoc_token_id:
                     break
         assert torch.equal(cached[0, :seq.shape[1]], seq[0])
+
+
+def test_traits_can_be_named_and_a_missing_one_is_one_line(build, lm_dir_factory):
+    """The config keys override what the builder reads off the LM; a trait it cannot read names its key."""
+    from transformers import AutoModelForCausalLM
+
+    from recipe.model.lm_adapters import describe_lm
+
+    auto, tok = build("mosaic_gpt")
+    assert (auto.lm_layout.embedding, auto.lm_layout.head, auto.lm_layout.hidden_size) == ("transformer.wte", None, 64)
+    assert auto.lm_layout.legacy_cache and not build("llama")[0].lm_layout.legacy_cache
+    named, _ = build("mosaic_gpt", decoder_layers_attr="transformer.blocks", embeddings_attr="transformer.wte",
+                     lm_head_attr="embedding")
+    assert named.lm_layout == auto.lm_layout
+
+    lm = AutoModelForCausalLM.from_pretrained(lm_dir_factory("mosaic_gpt"), trust_remote_code=True)
+    base_vocab = len(tok) - 3
+    lm.transformer.wpe = torch.nn.Embedding(lm.transformer.wte.num_embeddings, 64)  # a second vocabulary-sized table
+    with pytest.raises(ValueError, match=r"^MosaicGPT has no get_input_embeddings\(\) .* set model.embeddings_attr"):
+        describe_lm(lm, base_vocab)
+    assert describe_lm(lm, base_vocab, embeddings_attr="transformer.wte").embedding == "transformer.wte"
+    lm.config.tie_word_embeddings = False  # untied, yet no output module to be found
+    with pytest.raises(ValueError, match="set model.lm_head_attr"):
+        describe_lm(lm, base_vocab, embeddings_attr="transformer.wte")
+    with pytest.raises(ValueError, match="model.lm_head_attr: 'transformer.ln_f' .* not an nn.Linear"):
+        describe_lm(lm, base_vocab, embeddings_attr="transformer.wte", lm_head_attr="transformer.ln_f")
+
+
+def test_embedding_matrix_logits_train_the_added_rows(build):
+    """MosaicGPT reads `wte.weight` for its logits: the added tokens get logits and their rows gradients."""
+    model, tok = build("mosaic_gpt")
+    randomize_trainable(model)
+    ids = tok(["<image>red circle<|endofchunk|>"], return_tensors="pt").input_ids
+    logits = model(torch.randn(1, 1, 3, 32, 32), ids).logits
+    assert logits.shape[-1] == len(tok)
+    logits[..., model.eoc_token_id].sum().backward()
+    emb = model.lang_encoder.transformer.wte
+    assert emb.new_token_weight.grad is not None and emb.new_token_weight.grad.abs().sum() > 0
+    assert emb.base.weight.grad is None  # the frozen base matrix gets none

@@ -197,16 +197,20 @@ def test_low_precision_lm(build):
 
 
 def test_decoder_layer_discovery_and_override(lm_dir_factory):
-    from recipe.model.lm import MediaConditioning, find_decoder_layers, insert_cross_attention
+    from recipe.model.lm import MediaConditioning, insert_cross_attention
+    from recipe.model.lm_adapters import find_decoder_layers
 
     lm = AutoModelForCausalLM.from_pretrained(lm_dir_factory("gpt_neox"))
     assert find_decoder_layers(lm) == "gpt_neox.layers"
     assert find_decoder_layers(lm, "gpt_neox.layers") == "gpt_neox.layers"
-    with pytest.raises(ValueError, match="not a ModuleList"):
+    with pytest.raises(ValueError, match="model.decoder_layers_attr: .* not a ModuleList"):
         find_decoder_layers(lm, "gpt_neox.final_layer_norm")
-    insert_cross_attention(lm, MediaConditioning(media_token_id=0), dim_visual=8, decoder_layers_attr="gpt_neox.layers")
+    with pytest.raises(ValueError, match="model.decoder_layers_attr: .* has no submodule"):
+        find_decoder_layers(lm, "gpt_neox.blocks")
+    conditioning = MediaConditioning(media_token_id=0)
+    insert_cross_attention(lm, conditioning, "gpt_neox.layers", dim=lm.config.hidden_size, dim_visual=8)
     with pytest.raises(ValueError, match="already has Flamingo layers"):
-        find_decoder_layers(lm)
+        insert_cross_attention(lm, conditioning, "gpt_neox.layers", dim=lm.config.hidden_size, dim_visual=8)
     with pytest.raises(RuntimeError, match="without media"):
         lm(input_ids=torch.tensor([[1, 2]]))
 

@@ -8,7 +8,8 @@ from recipe.model import export_openflamingo_checkpoint, load_openflamingo_check
 
 # GPT-2 and Qwen2 are left out: the reference's FlamingoLayer cannot wrap them under transformers 4.57
 # (GPT-2 passes its layer arguments positionally; Qwen2 reads `attention_type` off each layer).
-REF_FAMILIES = ["llama", "mistral", "mpt", "gpt_neox", "opt", "gptj"]
+# mosaic_gpt / mpt_remote: our stand-ins for the remote-code LMs of OpenFlamingo-3B and -9B (tests/stand_ins).
+REF_FAMILIES = ["llama", "mistral", "mpt", "gpt_neox", "opt", "gptj", "mosaic_gpt", "mpt_remote"]
 
 
 @pytest.mark.parametrize("family", REF_FAMILIES)
@@ -50,7 +51,7 @@ def test_incremental_forward_with_cache_matches_reference(build, build_reference
     assert diff < 1e-5
 
 
-@pytest.mark.parametrize("family", ["llama", "mpt"])
+@pytest.mark.parametrize("family", ["llama", "mpt", "mosaic_gpt", "mpt_remote"])
 @pytest.mark.parametrize("num_beams", [1, 3])
 def test_generation_matches_reference(build, build_reference, family, num_beams):
     ours, tok = build(family)
@@ -71,7 +72,61 @@ def test_generation_matches_reference(build, build_reference, family, num_beams)
     assert torch.equal(got, want)
 
 
-@pytest.mark.parametrize("family", ["llama", "mpt", "gpt_neox"])
+# The reference's save path never keeps these rows (its filter keeps trainable tensors and names holding
+# "embed"): the untied heads of LLaMA-like LMs (GPT-J's with its bias), MosaicGPT's `wte` once frozen.
+UNSAVED_ROWS = {"llama": ["lang_encoder.lm_head.new_token_weight"],
+                "mistral": ["lang_encoder.lm_head.new_token_weight"],
+                "gptj": ["lang_encoder.lm_head.new_token_weight", "lang_encoder.lm_head.new_token_bias"]}
+
+
+def reference_train_checkpoint(ref, path):
+    """What the reference's train.py writes under DDP: `module.`-prefixed names through its own
+    `filter_state_dict_to_trainable`, inside its training-checkpoint dict."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    from open_flamingo.train.train_utils import filter_state_dict_to_trainable
+
+    ddp = DistributedDataParallel(ref)
+    state = filter_state_dict_to_trainable(ddp, ddp.state_dict())
+    torch.save({"epoch": 0, "model_state_dict": state, "optimizer_state_dict": {}}, path)
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+@pytest.mark.parametrize("family,freeze_embeddings", [(f, False) for f in REF_FAMILIES] + [("mosaic_gpt", True)])
+def test_reference_checkpoint_imports_strictly(build, build_reference, process_group, family, freeze_embeddings,
+                                               tmp_path):
+    ours, tok = build(family)
+    randomize_trainable(ours, seed=5)
+    ref = build_reference(ours, family, freeze_lm_embeddings=freeze_embeddings)
+    saved = reference_train_checkpoint(ref, tmp_path / "checkpoint_0.pt")
+
+    fresh, _ = build(family)
+    fresh.vision_encoder.visual.load_state_dict(ours.vision_encoder.visual.state_dict())
+    report = load_openflamingo_checkpoint(fresh, str(tmp_path / "checkpoint_0.pt"))  # strict
+    assert not report.missing_keys and not report.unexpected_keys
+    expected = ["lang_encoder.transformer.wte.new_token_weight"] if freeze_embeddings else UNSAVED_ROWS.get(family, [])
+    assert report.defaulted_keys == expected
+    assert all(k in report.summary() for k in expected)
+
+    # The reference loading the same file into a model it builds afresh (as its users do, strict=False):
+    # every logit agrees, the added tokens' included (rows it never saved included).
+    ref_fresh = build_reference(ours, family, load_ours=False, freeze_lm_embeddings=freeze_embeddings)
+    assert not ref_fresh.load_state_dict(saved, strict=False).unexpected_keys
+    images, ids, mask, num_images = mmc4_batch(tok)
+    with torch.no_grad():
+        got = fresh(images, ids, mask, num_images=num_images).logits
+        want = ref_fresh(images.unsqueeze(2), ids, mask).logits
+        trained = ref(images.unsqueeze(2), ids, mask).logits
+    base = len(tok) - 3
+    diff = (got - want).abs().max().item()
+    print(f"reference checkpoint {family}: ours-reference after import {diff:.2e}")
+    assert (got[..., :base] - want[..., :base]).abs().max() < 1e-5
+    assert diff < 1e-4  # transformers samples grown rows within 1e-9 of the rows' covariance around their mean
+    if not expected:  # nothing left out: the imported model is the trained one
+        assert (got - trained).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("family", ["llama", "mpt", "gpt_neox", "mosaic_gpt", "mpt_remote"])
 def test_checkpoint_round_trip_through_reference(build, build_reference, family, tmp_path):
     ours, tok = build(family)
     randomize_trainable(ours, seed=5)
@@ -84,15 +139,15 @@ def test_checkpoint_round_trip_through_reference(build, build_reference, family,
     fresh, _ = build(family)
     fresh.vision_encoder.visual.load_state_dict(ours.vision_encoder.visual.state_dict())
     report = load_openflamingo_checkpoint(fresh, str(path))
-    assert not report.missing_keys and not report.unexpected_keys
-    # A trained-parameters-only checkpoint (the released layout) loads the same way.
-    only_trained = {k: v for k, v in ref.state_dict().items()
-                    if k.startswith("perceiver.") or ".gated_cross_attn_layer." in k or "embed" in k
-                    or k.endswith(("wte.weight", "lm_head.weight"))}
+    assert not report.missing_keys and not report.unexpected_keys and not report.defaulted_keys
+    # The same keys with the segments FSDP and activation checkpointing insert load the same tensors.
+    layers = ours.decoder_layers_attr
+    wrapped = {k.replace(f"{layers}.", f"{layers}._fsdp_wrapped_module.").replace(
+        ".decoder_layer.", ".decoder_layer._checkpoint_wrapped_module."): v for k, v in ref.state_dict().items()}
+    assert any("_fsdp_wrapped_module" in k for k in wrapped)
     fresh2, _ = build(family)
     fresh2.vision_encoder.visual.load_state_dict(ours.vision_encoder.visual.state_dict())
-    report2 = load_openflamingo_checkpoint(fresh2, only_trained, strict=False)
-    assert not report2.unexpected_keys
+    assert sorted(load_openflamingo_checkpoint(fresh2, wrapped).loaded_keys) == sorted(report.loaded_keys)
 
     with torch.no_grad():
         a = ours(images, ids, mask, num_images=num_images).logits
