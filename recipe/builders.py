@@ -22,19 +22,28 @@ def build_flamingo_model(cfg: ModelConfig):
     """-> (Flamingo, tokenizer, image_transform), pretrained weights loaded and frozen parts cast."""
     from composer.utils import dist
 
+    from recipe.hub import resolve_openflamingo_checkpoint
     from recipe.model import build_flamingo, load_openflamingo_checkpoint
     from recipe.model.trainable import format_counts, set_trainable
 
     flamingo, tokenizer, image_transform = build_flamingo(
         cfg.vision_name, cfg.vision_pretrained, cfg.lm_path, tokenizer_path=cfg.tokenizer_path,
         cross_attn_every_n_layers=cfg.cross_attn_every_n_layers, decoder_layers_attr=cfg.decoder_layers_attr,
+        embeddings_attr=cfg.embeddings_attr, lm_head_attr=cfg.lm_head_attr,
         lm_attn_implementation=cfg.lm_attn_implementation,
         vision_final_ln=cfg.vision_final_ln, trust_remote_code=cfg.trust_remote_code,
         lm_random_init=cfg.lm_random_init,
         perceiver_kwargs=vars(cfg.perceiver).copy(), cross_attn_kwargs=vars(cfg.cross_attn).copy())
     if cfg.openflamingo_checkpoint is not None:
-        # Read with torch.load(weights_only=True): a foreign file yields tensors, never code.
-        load_openflamingo_checkpoint(flamingo, cfg.openflamingo_checkpoint)
+        # One download per node (the others find it in the HF cache); read with torch.load(weights_only=True):
+        # a foreign file yields tensors, never code.
+        if dist.get_local_rank() == 0:
+            resolve_openflamingo_checkpoint(cfg.openflamingo_checkpoint)
+        dist.barrier()
+        report = load_openflamingo_checkpoint(flamingo, resolve_openflamingo_checkpoint(cfg.openflamingo_checkpoint))
+        if dist.get_global_rank() == 0:
+            print(f"model.openflamingo_checkpoint {cfg.openflamingo_checkpoint}: {report.summary()}",
+                  file=sys.stderr, flush=True)
     counts = set_trainable(flamingo, **vars(cfg.trainable))
     if dist.get_global_rank() == 0:
         print(f"trainable parameters per part:\n{format_counts(counts)}", file=sys.stderr, flush=True)
@@ -49,14 +58,16 @@ def build_flamingo_model(cfg: ModelConfig):
     return flamingo, tokenizer, image_transform
 
 
-def build_composer_model(flamingo: torch.nn.Module, data: DataConfig, train_spec):
+def build_composer_model(flamingo: torch.nn.Module, data: DataConfig, train_spec, model_cfg: ModelConfig):
+    import dataclasses
+
     from recipe.composer_model import FlamingoComposerModel
 
     return FlamingoComposerModel(
         flamingo,
         loss_multipliers={name: src.loss_multiplier for name, src in data.sources.items()},
         device_batch_sizes={name: src.batch_size for name, src in data.sources.items()},
-        num_samples_in_batch=train_spec.get_num_samples_in_batch)
+        num_samples_in_batch=train_spec.get_num_samples_in_batch, model_config=dataclasses.asdict(model_cfg))
 
 
 def apply_activation_checkpointing(flamingo: torch.nn.Module) -> None:

@@ -16,6 +16,9 @@ from composer.models import ComposerModel
 from recipe.flops import FlopsCounter
 from recipe.tokens import IGNORE_INDEX
 
+# Where the model's state dict (and so every checkpoint, sharded or not) carries the `model` config section.
+MODEL_CONFIG_KEY = "_extra_state"
+
 
 def shifted_token_mean_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Token-mean next-token cross-entropy over the non-ignored labels; 0 (not NaN) if there are none."""
@@ -34,12 +37,15 @@ class FlamingoComposerModel(ComposerModel):
             microbatch loss is rescaled so that its gradient is the mean over the source's own samples,
             whatever share of the microbatch it has (Composer weights microbatches by their sample count).
         num_samples_in_batch: the train DataSpec's sample counter (the weights Composer uses).
+        model_config: the run's `model` config section as plain values; saved with every checkpoint, so
+            `recipe.export` can rebuild the model from the checkpoint alone.
     """
 
     def __init__(self, model: torch.nn.Module, loss_multipliers: Mapping[str, float],
-                 device_batch_sizes: Mapping[str, int], num_samples_in_batch):
+                 device_batch_sizes: Mapping[str, int], num_samples_in_batch, model_config: dict | None = None):
         super().__init__()
         self.model = model
+        self.model_config = model_config
         self.sources = list(loss_multipliers)
         self.loss_multipliers = dict(loss_multipliers)
         self.device_batch_sizes = dict(device_batch_sizes)
@@ -47,6 +53,12 @@ class FlamingoComposerModel(ComposerModel):
         self._full_batch_samples = num_samples_in_batch(
             {name: {"input_ids": torch.empty(size, 1)} for name, size in self.device_batch_sizes.items()})
         self.flops = FlopsCounter(model)
+
+    def get_extra_state(self) -> dict:
+        return {"model_config": self.model_config}
+
+    def set_extra_state(self, state) -> None:
+        """The saved config is for export; a run resuming or loading weights keeps its own."""
 
     def forward(self, batch: Mapping[str, Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         # The collates pad on the right, so causality alone keeps every real token from seeing padding. An

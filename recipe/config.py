@@ -18,6 +18,8 @@ from typing import Any, Literal, Optional, Union
 
 from omegaconf import OmegaConf
 
+from recipe.hub import is_hub_id
+
 
 class ConfigError(ValueError):
     """A configuration problem, reported to the user as a single line."""
@@ -72,14 +74,19 @@ class ModelConfig:
     cross_attn_every_n_layers: int = 1
     perceiver: PerceiverConfig = field(default_factory=PerceiverConfig)
     cross_attn: CrossAttentionConfig = field(default_factory=CrossAttentionConfig)
+    # Where the LM keeps its decoder layers, token embedding and output head, for LMs whose traits the builder
+    # cannot read (recipe/model/lm_adapters.py); `lm_head_attr: embedding` = logits from the embedding matrix.
     decoder_layers_attr: Optional[str] = None
+    embeddings_attr: Optional[str] = None
+    lm_head_attr: Optional[str] = None
     trainable: TrainableConfig = field(default_factory=TrainableConfig)
     lm_attn_implementation: str = "sdpa"
     vision_final_ln: bool = False
     # Run the model repo's own Python code (some hub LMs, e.g. MosaicGPT checkpoints, need it). Off by default.
     trust_remote_code: bool = False
-    # Released OpenFlamingo `checkpoint.pt` (trainable weights only) loaded before the first step; ignored
-    # once the run resumes from its own checkpoints.
+    # Released OpenFlamingo weights loaded before the first step: a `checkpoint.pt`, a folder holding one, or a
+    # Hugging Face Hub repo id (openflamingo/OpenFlamingo-3B-vitl-mpt1b); ignored once the run resumes from its
+    # own checkpoints.
     openflamingo_checkpoint: Optional[str] = None
     # Store the frozen vision encoder / decoder blocks in bf16 (needs precision amp_bf16): halves their memory.
     frozen_dtype: Literal["fp32", "bf16"] = "fp32"
@@ -471,7 +478,9 @@ def validate(raw: dict) -> TrainConfig:
         value = getattr(cfg.model, key)
         if value is not None and _looks_local(value):
             _check_exists(value, f"model.{key}", "local model folder")
-    _check_exists(cfg.model.openflamingo_checkpoint, "model.openflamingo_checkpoint", "checkpoint file")
+    ckpt = cfg.model.openflamingo_checkpoint
+    if ckpt is not None and not is_hub_id(ckpt):  # a Hub repo id is fetched when the model is built
+        _check_exists(ckpt, "model.openflamingo_checkpoint", "checkpoint file")
     if cfg.load_path is not None and not cfg.autoresume:
         _check_exists(cfg.load_path, "load_path", "checkpoint")
 

@@ -17,6 +17,7 @@ if __name__ == "__main__" and sys.path and os.path.abspath(sys.path[0]) == os.pa
     sys.path.pop(0)
 
 from recipe.config import ConfigError, TrainConfig, load_config, validate  # noqa: E402
+from recipe.hub import CheckpointNotFound  # noqa: E402
 
 
 def build_trainer(raw_config: dict):
@@ -38,7 +39,7 @@ def build_trainer(raw_config: dict):
     if cfg.activation_checkpointing:
         builders.apply_activation_checkpointing(flamingo)
     train_spec = builders.build_train_dataloader(cfg.train_data, tokenizer, image_transform, cfg.seed, cfg.run_name)
-    model = builders.build_composer_model(flamingo, cfg.train_data, train_spec)
+    model = builders.build_composer_model(flamingo, cfg.train_data, train_spec, cfg.model)
     fsdp = cfg.parallelism_config.fsdp if cfg.parallelism_config else None
     evaluators = None
     if cfg.eval_data is not None:
@@ -96,7 +97,11 @@ def cli(argv: list[str]) -> int:
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
-    main(raw)
+    try:
+        main(raw)
+    except CheckpointNotFound as e:  # a released checkpoint named by Hub id that cannot be fetched
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -21,7 +21,7 @@ def setup(demo_assets):
     torch.manual_seed(0)
     flamingo, tokenizer, transform = builders.build_flamingo_model(cfg.model)
     spec = builders.build_train_dataloader(cfg.train_data, tokenizer, transform, seed=0, run_name="unit")
-    model = builders.build_composer_model(flamingo, cfg.train_data, spec)
+    model = builders.build_composer_model(flamingo, cfg.train_data, spec, cfg.model)
     batch = next(iter(spec.dataloader))
     return model, batch, spec
 
@@ -128,7 +128,7 @@ def test_ddp_activation_checkpointing_keeps_gradients_and_state_dict(demo_assets
         if checkpointed:
             builders.apply_activation_checkpointing(flamingo)
             assert sum(type(m).__name__ == "CheckpointWrapper" for m in flamingo.modules()) == 2 * 4
-        model = builders.build_composer_model(flamingo, cfg.train_data, spec)
+        model = builders.build_composer_model(flamingo, cfg.train_data, spec, cfg.model)
         model.loss(model(batch), batch)["total"].backward()
         grads.append({n.replace("_checkpoint_wrapped_module.", ""): p.grad for n, p in model.named_parameters()
                       if p.grad is not None})
