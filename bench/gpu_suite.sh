@@ -20,6 +20,10 @@
 #   resume    FSDP at the 1-GPU run's global batch: 10 steps and a sharded checkpoint, then an
 #             autoresumed run to step 20 (losses and sample order against the 1-GPU run's)
 #   of9b      OF-9B on one GPU (GPU 0)
+#   shipped   one GPU (GPU 0), one after the other: yamls/flamingo-3b.yaml as shipped (its `auto` speed settings, no
+#             overrides), then the hand-tuned settings (compiled blocks, CUDA graphs, bf16 frozen, fixed LAION
+#             length, scheduled GC, 8 workers, no checkpointing)
+#   shipped9b one GPU (GPU 0): yamls/flamingo-9b.yaml as shipped
 #     bash bench/gpu_suite.sh fsdp_eager levers      # about 8 minutes
 # JSON results (and profile tables) go to $W/results; results and logs are packed into one file,
 # $OUT/results.tar.gz, after each stage. Run from the repository root with the project importable.
@@ -132,6 +136,17 @@ resume() {  # same global batch as the 1-GPU runs (64 + 32), eager, 10 steps the
   run of3b-2gpu-resume-a 150 $LAUNCH $B $args --steps 9 --json "$R/of3b-2gpu-resume-a.json"
   ls -lR "$W/ckpt" > "$W/logs/resume-ckpt-listing.txt" 2>&1
   run of3b-2gpu-resume-b 150 $LAUNCH $B $args --steps 19 --json "$R/of3b-2gpu-resume-b.json"
+}
+
+shipped() {
+  CUDA_VISIBLE_DEVICES=0 run of3b-1gpu-shipped 330 python3 $B --shape of3b --json "$R/of3b-1gpu-shipped.json"
+  CUDA_VISIBLE_DEVICES=0 run of3b-1gpu-tuned 330 python3 $B $FAST $GC $STATIC model.cuda_graphs=true \
+    --json "$R/of3b-1gpu-tuned.json"
+}
+
+shipped9b() {
+  CUDA_VISIBLE_DEVICES=0 run of9b-1gpu-shipped 400 python3 bench/throughput.py yamls/flamingo-9b.yaml --work-dir "$W" \
+    --shape of9b --warmup 3 --steps 8 --json "$R/of9b-1gpu-shipped.json"
 }
 
 of9b() {

@@ -170,6 +170,19 @@ def summarize(rows: list[dict], warmup: int, world: int, peak_flops: float | Non
     return out
 
 
+def versions() -> dict[str, str]:
+    """The stack a figure was measured on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": sys.version.split()[0], "cuda": torch.version.cuda or "none"}
+    for dist_name in ("torch", "mosaicml", "mosaicml-streaming", "transformers", "open_clip_torch"):
+        try:
+            out[dist_name] = version(dist_name)
+        except PackageNotFoundError:
+            out[dist_name] = "not installed"
+    return out
+
+
 def main(argv: list[str]) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("yaml")
@@ -189,7 +202,7 @@ def main(argv: list[str]) -> dict:
     from composer.utils import get_device
 
     from bench.synthetic import write_corpus
-    from recipe.config import load_config
+    from recipe.config import load_config, validate
     from recipe.train import build_trainer
 
     device = get_device(None)
@@ -229,7 +242,8 @@ def main(argv: list[str]) -> dict:
 
     peak = get_gpu_flops_available(trainer.state) if torch.cuda.is_available() else None
     result = {"gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu", "shape": args.shape,
-              "yaml": args.yaml, "overrides": overrides,
+              "yaml": args.yaml, "overrides": overrides, "command": " ".join(sys.argv), "versions": versions(),
+              "auto_choices": validate(raw).auto_choices,
               "batch_per_gpu": {k: v["batch_size"] for k, v in src.items()},
               **summarize(timer.rows[:measured], args.warmup, world, peak),
               "fsdp_units": fsdp_units(trainer.state.model)}

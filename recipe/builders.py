@@ -26,6 +26,8 @@ def build_flamingo_model(cfg: ModelConfig):
     from recipe.model import build_flamingo, load_openflamingo_checkpoint
     from recipe.model.trainable import format_counts, set_trainable
 
+    if "auto" in (cfg.frozen_dtype, cfg.compile_blocks, cfg.cuda_graphs):
+        raise ValueError("model: 'auto' settings are resolved by recipe.config.validate; validate the config first")
     flamingo, tokenizer, image_transform = build_flamingo(
         cfg.vision_name, cfg.vision_pretrained, cfg.lm_path, tokenizer_path=cfg.tokenizer_path,
         cross_attn_every_n_layers=cfg.cross_attn_every_n_layers, decoder_layers_attr=cfg.decoder_layers_attr,

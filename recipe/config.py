@@ -89,12 +89,14 @@ class ModelConfig:
     # own checkpoints.
     openflamingo_checkpoint: Optional[str] = None
     # Store the frozen vision encoder / decoder blocks in bf16 (needs precision amp_bf16): halves their memory.
-    frozen_dtype: Literal["fp32", "bf16"] = "fp32"
+    # auto: bf16 under amp_bf16, else fp32.
+    frozen_dtype: Literal["auto", "fp32", "bf16"] = "auto"
     # Random weights from the LM's config (benchmarks): lm_path then needs only a config.json.
     lm_random_init: bool = False
     # torch.compile each repeated block (vision, Perceiver, decoder layers, xattn): faster GPU steps after a
     # one-off compile of about a minute. Under FSDP with torch 2.11 the compile failed (docs/PERFORMANCE.md).
-    compile_blocks: bool = False
+    # auto: on for GPU runs without FSDP.
+    compile_blocks: Union[bool, Literal["auto"]] = "auto"
     # Let SDPA pick cuDNN attention kernels (a process-wide switch). Off: on H100/H200 with torch 2.11 each
     # cuDNN attention call cost ~0.5 ms of host time, more than most of this model's attention kernels take on
     # the GPU, and the step waited on the host (docs/PERFORMANCE.md); flash / memory-efficient kernels run instead.
@@ -103,7 +105,8 @@ class ModelConfig:
     # checkpointing, one microbatch per step). The LAION pass's small kernels leave the GPU waiting on the host;
     # a graph replays a block's kernels in one launch. Each token shape is recorded once: use fixed shapes
     # (`pad_to_max_tokens`); other shapes (eval, caption generation) recompile and record their own.
-    cuda_graphs: bool = False
+    # auto: on where it applies (compiled blocks, one GPU, one microbatch, no checkpointing, no FSDP).
+    cuda_graphs: Union[bool, Literal["auto"]] = "auto"
 
 
 @dataclass
@@ -259,6 +262,8 @@ class TrainConfig:
     progress_bar: bool = False
     callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
     loggers: LoggersConfig = field(default_factory=LoggersConfig)
+    # What validation chose for the keys set to `auto` (key -> value), for the startup log.
+    auto_choices: dict[str, Any] = field(default_factory=dict, init=False)
 
 
 # ------------------------------------------------------------------------------------------ validation
@@ -446,7 +451,7 @@ def validate(raw: dict) -> TrainConfig:
             if size % chunks:
                 raise ConfigError(f"train_data.sources.{name}.batch_size={size} does not split into the {chunks} "
                                   f"microbatches that device_train_microbatch_size={mb} makes (batch sizes {sizes})")
-        if cfg.model.cuda_graphs and chunks > 1:
+        if cfg.model.cuda_graphs is True and chunks > 1:
             raise ConfigError(f"model.cuda_graphs: needs one microbatch per step (device_train_microbatch_size >= "
                               f"{largest}); gradient accumulation over graph replays is not supported")
     gc_cfg = cfg.callbacks.scheduled_gc
@@ -487,6 +492,7 @@ def validate(raw: dict) -> TrainConfig:
     device = cfg.device or ("gpu" if _cuda_available() else "cpu")
     if device == "cpu" and cfg.precision != "fp32":
         raise ConfigError(f"precision: CPU training supports only fp32, got {cfg.precision!r} (set precision=fp32)")
+    _resolve_auto(cfg, device, fsdp is not None, one_microbatch=mb >= largest)
     if cfg.model.cuda_graphs:
         reasons = [why for bad, why in ((not cfg.model.compile_blocks, "model.compile_blocks=true"),
                                         (device == "cpu", "a GPU"),
@@ -519,6 +525,24 @@ def validate(raw: dict) -> TrainConfig:
         raise ConfigError("save_num_checkpoints_to_keep: 0 keeps no local checkpoint; use it only with a "
                           "remote save_folder")
     return cfg
+
+
+def _resolve_auto(cfg: TrainConfig, device: str, fsdp: bool, one_microbatch: bool) -> None:
+    """Replace `auto` model settings by the fastest safe choice for this device, GPU count and parallelism
+    (docs/PERFORMANCE.md measured each); `cfg.auto_choices` records what was chosen."""
+    m = cfg.model
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # set by the composer launcher before validation runs
+    gpu = device == "gpu"
+    rules = {
+        "frozen_dtype": lambda: "bf16" if cfg.precision == "amp_bf16" else "fp32",
+        "compile_blocks": lambda: gpu and not fsdp,  # compiled blocks failed inside FSDP1 units (torch 2.11)
+        "cuda_graphs": lambda: (m.compile_blocks is True and gpu and not fsdp and world == 1 and one_microbatch
+                                and not cfg.activation_checkpointing and cfg.train_data.microbatches == "mixed"),
+    }
+    for key, choose in rules.items():  # in order: cuda_graphs depends on the resolved compile_blocks
+        if getattr(m, key) == "auto":
+            setattr(m, key, choose())
+            cfg.auto_choices[f"model.{key}"] = getattr(m, key)
 
 
 def _check_source(src, key: str):

@@ -34,6 +34,9 @@ def build_trainer(raw_config: dict):
     # Streaming builds its shared-memory state with collectives: process group and seeds come first.
     dist.initialize_dist(device, timeout=cfg.dist_timeout)
     reproducibility.seed_all(cfg.seed)
+    if cfg.auto_choices and dist.get_global_rank() == 0:
+        chosen = ", ".join(f"{k}={str(v).lower()}" for k, v in cfg.auto_choices.items())
+        print(f"auto settings ({device.name}, {dist.get_world_size()} process(es)): {chosen}", file=sys.stderr, flush=True)
 
     flamingo, tokenizer, image_transform = builders.build_flamingo_model(cfg.model)
     if cfg.activation_checkpointing:

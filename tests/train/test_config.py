@@ -111,3 +111,35 @@ def test_release_yamls_validate(name, demo_assets):
     assert cfg.scheduler.t_warmup == "1875ba" and cfg.optimizer.lr == 1e-4 and cfg.autoresume
     # 60M MMC4 samples at 32 per GPU on 8 GPUs
     assert int(cfg.max_duration.removesuffix("ba")) * 32 * 8 == 60_000_000
+
+
+@pytest.mark.parametrize("name, world, extra, chosen", [
+    # one GPU: the measured fast path (docs/PERFORMANCE.md)
+    ("flamingo-3b", 1, [], {"model.frozen_dtype": "bf16", "model.compile_blocks": True, "model.cuda_graphs": True}),
+    # several GPUs (DDP): CUDA graphs stay off
+    ("flamingo-3b", 8, [], {"model.frozen_dtype": "bf16", "model.compile_blocks": True, "model.cuda_graphs": False}),
+    # FSDP (the README's override example): eager blocks, per-source microbatches
+    ("flamingo-3b", 8, ["parallelism_config.fsdp.sharding_strategy=FULL_SHARD"],
+     {"model.frozen_dtype": "bf16", "model.compile_blocks": False, "model.cuda_graphs": False}),
+    # 9B: activation checkpointing rules out graphs
+    ("flamingo-9b", 1, [], {"model.frozen_dtype": "bf16", "model.compile_blocks": True, "model.cuda_graphs": False}),
+    # the 9B YAML's FSDP example for 40 GB GPUs
+    ("flamingo-9b", 8, ["parallelism_config.fsdp={sharding_strategy: FULL_SHARD, activation_checkpointing: true, "
+                        "state_dict_type: sharded}", "activation_checkpointing=false"],
+     {"model.frozen_dtype": "bf16", "model.compile_blocks": False, "model.cuda_graphs": False}),
+    ("flamingo-4b", 8, [], {"model.frozen_dtype": "bf16", "model.compile_blocks": False, "model.cuda_graphs": False}),
+    # an explicit value is kept and not reported
+    ("flamingo-3b", 1, ["model.compile_blocks=false"], {"model.frozen_dtype": "bf16", "model.cuda_graphs": False}),
+])
+def test_release_yamls_choose_the_fast_settings(name, world, extra, chosen, demo_assets, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", str(world))
+    raw = load_config(f"{REPO}/yamls/{name}.yaml", [f"variables.data={demo_assets['out']}/mds", "device=gpu", *extra])
+    cfg = validate(raw)
+    assert cfg.auto_choices == chosen
+    assert all(getattr(cfg.model, key.removeprefix("model.")) == value for key, value in chosen.items())
+
+
+def test_auto_settings_on_cpu_are_the_safe_ones(overrides):
+    cfg = validate(_raw(overrides))  # the demo YAML leaves them at auto
+    assert cfg.auto_choices == {"model.frozen_dtype": "fp32", "model.compile_blocks": False,
+                                "model.cuda_graphs": False}
