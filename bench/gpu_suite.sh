@@ -24,6 +24,8 @@
 #             overrides), then the hand-tuned settings (compiled blocks, CUDA graphs, bf16 frozen, fixed LAION
 #             length, scheduled GC, 8 workers, no checkpointing)
 #   shipped9b one GPU (GPU 0): yamls/flamingo-9b.yaml as shipped
+#   ddp       yamls/flamingo-3b.yaml as shipped under DDP on both GPUs (auto: compiled blocks, no CUDA graphs), after
+#             its 1-GPU baseline with the same settings (GPU 0, model.cuda_graphs=false)
 #     bash bench/gpu_suite.sh fsdp_eager levers      # about 8 minutes
 # JSON results (and profile tables) go to $W/results; results and logs are packed into one file,
 # $OUT/results.tar.gz, after each stage. Run from the repository root with the project importable.
@@ -142,6 +144,12 @@ shipped() {
   CUDA_VISIBLE_DEVICES=0 run of3b-1gpu-shipped 330 python3 $B --shape of3b --json "$R/of3b-1gpu-shipped.json"
   CUDA_VISIBLE_DEVICES=0 run of3b-1gpu-tuned 330 python3 $B $FAST $GC $STATIC model.cuda_graphs=true \
     --json "$R/of3b-1gpu-tuned.json"
+}
+
+ddp() {
+  CUDA_VISIBLE_DEVICES=0 run of3b-1gpu-nographs-shipped 330 python3 $B --shape of3b model.cuda_graphs=false \
+    --json "$R/of3b-1gpu-nographs-shipped.json"
+  run of3b-2gpu-ddp-shipped 400 $LAUNCH $B --shape of3b --json "$R/of3b-2gpu-ddp-shipped.json"
 }
 
 shipped9b() {
