@@ -62,6 +62,14 @@ _PAUSE_ENV = "FLAMINGO_CONVERT_TEST_PAUSE_AFTER"
 _PROGRESS_EVERY = 64
 _EXAMPLES_PER_REASON = 5  # rejected keys kept per reason, so a report says which records to look at
 MAX_MEMBER_BYTES = 1 << 28  # an archive member larger than this is not read into memory
+EXIT_CODES = """exit codes:
+  0  converted; every rejected record and dropped image is counted by reason in conversion_report.json
+  1  input or setup error (one line on stderr); nothing published: the output root has no index.json
+  2  command-line usage error
+  3  converted, but parts of some inputs were unreadable (input_errors in the report; records an
+     img2dataset shard's stats name but the shard lacks count too); --accept-input-errors makes this 0"""
+# img2dataset writes these next to each <shard>.tar: metadata, not inputs.
+_SIDE_FILE_SUFFIXES = ("_stats.json",)
 
 
 class Reject(Exception):
@@ -123,7 +131,7 @@ def decode_utf8_text(data: Optional[bytes], what: str) -> str:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise Reject(f"{what}_not_utf8") from None
+        raise Reject("bad_utf8_text", what) from None
     return check_text(text, what)
 
 
@@ -135,7 +143,7 @@ def check_text(text: Any, what: str) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates from JSON escapes
-        raise Reject(f"{what}_not_utf8") from None
+        raise Reject("bad_utf8_text", what) from None
     text = text.strip()
     if not text:
         raise Reject(f"{what}_empty")
@@ -161,10 +169,12 @@ Image_ = tuple[bytes, ImageInfo, dict]  # original bytes, decoded size, per-imag
 
 
 def fixed_sample(key: str, url: str, segments: list[str], names: list[str],
-                 load: Callable[[str], tuple[bytes, dict]], options: dict, stats: UnitStats) -> dict:
+                 load: Callable[[str], tuple[bytes, dict]], options: dict, stats: UnitStats,
+                 all_images: bool = False) -> dict:
     """An `interleaved` row of kind `fixed`: image k (`load(names[k])` -> bytes, metadata) sits between
     segments[k] and segments[k + 1]. An unusable image is counted by reason and dropped, its neighbouring
-    text segments merged; a document left without images is rejected."""
+    text segments merged; a document left without images is rejected. `all_images`: an unusable image
+    rejects the document instead (text written about its images must keep them all)."""
     assert len(segments) == len(names) + 1
     texts, kept = [segments[0]], []
     for name, segment in zip(names, segments[1:]):
@@ -172,6 +182,8 @@ def fixed_sample(key: str, url: str, segments: list[str], names: list[str],
             data, meta = load(name)
             info = validate_image(data, options["max_image_pixels"])
         except Reject as r:
+            if all_images:
+                raise
             stats.drop_image(r.reason)
             texts[-1] += segment
             continue
@@ -239,6 +251,9 @@ def tar_groups(path: str) -> Iterator[tuple[str, dict[str, bytes], Optional[str]
                     if key is not None:
                         yield key, group, problem
                     key, group, problem = member_key, {}, None
+                if _escapes(member.name):  # its name is only ever shown in the report
+                    problem = "path_traversal_name"
+                    continue
                 if member.size > MAX_MEMBER_BYTES:
                     problem = "member_too_large"
                     continue
@@ -251,6 +266,11 @@ def tar_groups(path: str) -> Iterator[tuple[str, dict[str, bytes], Optional[str]
         return
     if key is not None:
         yield key, group, problem
+
+
+def _escapes(name: str) -> bool:
+    """An archive member name that is absolute or climbs out of the archive (`../x.jpg`, `/abs/x.jpg`)."""
+    return name.startswith(("/", "\\")) or ".." in re.split(r"[/\\]", name) or re.match(r"^[A-Za-z]:", name) is not None
 
 
 def guarded(records: Iterable[tuple[Optional[str], Any, Optional[str]]], stats: "UnitStats",
@@ -271,6 +291,18 @@ def guarded(records: Iterable[tuple[Optional[str], Any, Optional[str]]], stats: 
             stats.reject(r.reason, key, r.detail)
 
 
+def parse_json(raw: bytes) -> tuple[Any, Optional[str]]:
+    """(object, None), or (None, problem): "bad_utf8_text" for bytes that are not UTF-8, else "json_malformed"."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "bad_utf8_text"
+    try:
+        return json.loads(text), None
+    except (json.JSONDecodeError, RecursionError):
+        return None, "json_malformed"
+
+
 def iter_json_lines(path: str) -> Iterator[tuple[int, Any, Optional[str]]]:
     """(line number, parsed object, problem) for a .jsonl or .jsonl.zip file (every member of the zip, in name
     order, numbered on). Blank lines are skipped; a malformed one comes back with problem "json_malformed",
@@ -285,10 +317,7 @@ def iter_json_lines(path: str) -> Iterator[tuple[int, Any, Optional[str]]]:
             n += 1
             if not raw.strip():
                 continue
-            try:
-                yield n - 1, json.loads(raw.decode("utf-8")), None
-            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-                yield n - 1, None, "json_malformed"
+            yield n - 1, *parse_json(raw)
 
     if not path.endswith(".zip"):
         with open(path, "rb") as f:
@@ -351,6 +380,8 @@ class Output:
             _split_s3(self.url)
         else:
             self.url = os.path.abspath(_local(self.url))
+            if os.path.exists(self.url) and not os.path.isdir(self.url):
+                raise ValueError(f"--output {self.url} is a file, not a folder")
 
     def join(self, *parts: str) -> str:
         return "/".join([self.url, *parts]) if self.remote else os.path.join(self.url, *parts)
@@ -391,6 +422,16 @@ class Output:
             _s3().delete_object(Bucket=bucket, Key=key)
         elif os.path.exists(self.join(rel)):
             os.remove(self.join(rel))
+
+    def remove_unit(self, unit: str) -> None:
+        """Delete a published unit, its marker first (so it never looks complete half-deleted)."""
+        self.remove(f"parts/{unit}/{MARKER}")
+        if self.remote:
+            bucket, _ = _split_s3(self.url)
+            for url in s3_list(self.join("parts", unit) + "/"):
+                _s3().delete_object(Bucket=bucket, Key=_split_s3(url)[1])
+        else:
+            shutil.rmtree(self.join("parts", unit), ignore_errors=True)
 
     def done_units(self) -> set[str]:
         """Unit ids whose marker is published."""
@@ -438,17 +479,21 @@ _GLOB_CHARS = re.compile(r"[*?\[]")
 def expand_inputs(patterns: Iterable[str], suffixes: tuple[str, ...]) -> list[str]:
     """Input files from paths, directories (recursive), globs and brace patterns, local or s3://.
 
-    Order: patterns as given, each one's matches sorted; duplicates removed. Raises FileNotFoundError with a
-    one-line message for a pattern that matches nothing.
+    Only names ending in `suffixes` count, never img2dataset's side files (`<shard>_stats.json`, and the
+    `<shard>.parquet` of a `<shard>.tar` also matched). Order: patterns as given, each one's matches sorted;
+    duplicates removed. Raises FileNotFoundError with a one-line message for a pattern that matches nothing.
     """
     out: list[str] = []
     for pattern in patterns:
         for item in braceexpand(pattern):
-            matches = _expand_one(item, suffixes)
+            matches = [m for m in _expand_one(item, suffixes)
+                       if m.endswith(suffixes) and not m.endswith(_SIDE_FILE_SUFFIXES)]
             if not matches:
                 raise FileNotFoundError(f"no input files match {item!r} (looked for {', '.join(suffixes)})")
             out += matches
-    return list(dict.fromkeys(out))
+    tars = {u[: -len(".tar")] for u in out if u.endswith(".tar")}
+    # img2dataset's <shard>.parquet next to <shard>.tar holds that shard's metadata, not more samples
+    return [u for u in dict.fromkeys(out) if not (u.endswith(".parquet") and u[: -len(".parquet")] in tars)]
 
 
 def _expand_one(item: str, suffixes: tuple[str, ...]) -> list[str]:
@@ -488,6 +533,22 @@ def local_copy(url: str) -> Iterator[str]:
         os.remove(path)
 
 
+def read_side_file(url: str) -> Optional[bytes]:
+    """The bytes of a small file next to an input (local or s3://), or None if there is none."""
+    if not is_remote(url):
+        path = _local(url)
+        if not os.path.isfile(path):
+            return None
+        with open(path, "rb") as f:
+            return f.read()
+    bucket, key = _split_s3(url)
+    s3 = _s3()
+    try:
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        return None
+
+
 def input_version(url: str) -> str:
     """Changes when the input file does: size and mtime locally, the ETag on S3."""
     if is_remote(url):
@@ -509,6 +570,7 @@ def unit_id(url: str) -> str:
 class UnitStats:
     records_read: int = 0
     written: int = 0
+    images_written: int = 0
     rejected: Counter = dataclasses.field(default_factory=Counter)
     images_dropped: Counter = dataclasses.field(default_factory=Counter)
     input_errors: Counter = dataclasses.field(default_factory=Counter)
@@ -589,6 +651,7 @@ def convert_unit(job: Job, url: str, cap: Optional[int], exclude: set[str], unit
             writer.write(sample)
             keys.append(key)
             stats.written += 1
+            stats.images_written += len(sample["image_sizes"]) if "image_sizes" in sample else 1
             pending += 1
             if pending >= _PROGRESS_EVERY:
                 progress(pending)
@@ -602,8 +665,9 @@ def convert_unit(job: Job, url: str, cap: Optional[int], exclude: set[str], unit
     with open(os.path.join(staged, INDEX)) as f:
         index = json.load(f)
     marker = {
-        "unit": unit, "input": url, "input_version": version, "fingerprint": _fingerprint(job, cap, exclude),
-        "cap": cap, "excluded": sorted(exclude), "records_read": stats.records_read, "written": stats.written,
+        "unit": unit, "converter": spec.name, "input": url, "input_version": version,
+        "fingerprint": _fingerprint(job, cap, exclude), "cap": cap, "excluded": sorted(exclude),
+        "records_read": stats.records_read, "written": stats.written, "images_written": stats.images_written,
         "rejected": dict(stats.rejected), "images_dropped": dict(stats.images_dropped),
         "input_errors": dict(stats.input_errors), "reject_examples": stats.examples, "keys": keys, "index": index,
         "bytes": sum(s["raw_data"]["bytes"] for s in index["shards"]),
@@ -626,6 +690,8 @@ def _worker(job: Job, tasks: Any, results: Any) -> None:
         try:
             marker = convert_unit(job, url, None, set(), index, lambda n: results.put(("progress", n)))
             results.put(("done", marker))
+        except (ValueError, FileNotFoundError) as e:  # the input's or the setup's fault: one line
+            results.put(("invalid", str(e)))
         except Exception:
             results.put(("error", f"{url}: {traceback.format_exc()}"))
 
@@ -636,7 +702,7 @@ def convert(spec_module: str, inputs: Iterable[str], output: str, *, workers: in
             shard_size: int | str = DEFAULT_SHARD_SIZE, max_samples: Optional[int] = None,
             compression: Optional[str] = None, staging_dir: Optional[str] = None,
             options: Optional[dict] = None, progress_bar: bool = True, dedup_across_inputs: bool = True,
-            max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> dict:
+            max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, existing: str = "refuse") -> dict:
     """Convert `inputs` into one MDS dataset at `output` and return the conversion report.
 
     spec_module: "convert.laion_to_mds" etc. (a module with SPEC, or "module:ATTR"); the scripts' convert_*
@@ -645,6 +711,9 @@ def convert(spec_module: str, inputs: Iterable[str], output: str, *, workers: in
     shard_size: MDS size_limit (bytes or "64mb"). compression: MDS compression (None: images don't compress).
     staging_dir: scratch root for s3:// outputs. options: the converter's own settings.
     max_image_pixels: decompression-bomb limit of the image validation.
+    existing: what to do with an output root that holds another conversion (another converter, or inputs
+    this run does not name): "refuse" (ValueError), "overwrite" (its other parts are deleted) or "append"
+    (its inputs come first, this run's are added; same converter only). Rerunning the same command resumes.
 
     Resumable: published units with matching settings are reused. With `max_samples`, units are converted
     in input order in this process, each capped at what is still missing, so the subset is deterministic.
@@ -659,6 +728,7 @@ def convert(spec_module: str, inputs: Iterable[str], output: str, *, workers: in
     options = {**(options or {}), "max_image_pixels": max_image_pixels}
     urls = expand_inputs(list(inputs), spec.suffixes)
     out = Output(output)
+    urls = _settle_existing(out, spec.name, urls, existing)
     if out.remote:  # one scratch folder per output, so a rerun finds (and clears) a killed run's leftovers
         staging = os.path.join(staging_dir or tempfile.gettempdir(),
                                f"convert-staging-{hashlib.sha1(out.url.encode()).hexdigest()[:12]}")
@@ -737,6 +807,31 @@ def convert(spec_module: str, inputs: Iterable[str], output: str, *, workers: in
     return report
 
 
+def _settle_existing(out: Output, converter: str, urls: list[str], mode: str) -> list[str]:
+    """The inputs to convert, given what the output root already holds (see `convert`'s `existing`)."""
+    if mode not in ("refuse", "overwrite", "append"):
+        raise ValueError(f"existing={mode!r}: use refuse, overwrite or append")
+    ours = {unit_id(u) for u in urls}
+    markers = {u: out.read_json(f"parts/{u}/{MARKER}") or {} for u in out.done_units()}
+    report = out.read_json(REPORT) or {}
+    before = report.get("converter") or next((m["converter"] for m in markers.values() if "converter" in m), None)
+    other_converter = before is not None and before != converter
+    foreign = {u: m for u, m in markers.items() if other_converter or u not in ours}
+    if not foreign:
+        return urls  # empty, or this run's own units: resume
+    if mode == "overwrite":
+        for unit in foreign:
+            out.remove_unit(unit)
+        return urls
+    if mode == "append" and not other_converter:
+        earlier = report.get("inputs") or sorted(m["input"] for m in foreign.values() if "input" in m)
+        return list(dict.fromkeys([*earlier, *urls]))
+    what = f"a {before} conversion" if other_converter else f"{len(foreign)} input(s) this run does not name"
+    raise ValueError(f"--output {out.url} already holds {what} (e.g. "
+                     f"{next(iter(foreign.values())).get('input', next(iter(foreign)))}); pass --overwrite to "
+                     f"replace it{'' if other_converter else ', or --append to add these inputs to it'}")
+
+
 def _keep_keys(marker: dict, keep: bool) -> dict:
     if not keep:
         marker.pop("keys", None)
@@ -776,6 +871,8 @@ def _run_parallel(job: Job, todo: list[tuple[int, str]], workers: int, bar: Any)
                 left -= 1
                 _log_unit(bar, payload)
                 yield payload
+            elif kind == "invalid":
+                raise ValueError(payload)
             else:
                 raise RuntimeError(f"conversion of {payload}")
     finally:
@@ -811,8 +908,10 @@ def _report(spec: Spec, urls: list[str], included: list[dict], out: Output, job:
         "inputs": urls,
         "inputs_read": len(included),
         "units_reused": reused,
+        "inputs_with_errors": sum(1 for m in included if m["input_errors"]),
         "records_read": sum(m["records_read"] for m in included),
         "samples_written": written,
+        "images_written": sum(m.get("images_written", 0) for m in included),
         "rejected": total("rejected"),
         "rejected_total": sum(sum(m["rejected"].values()) for m in included),
         "reject_examples": dict(sorted(examples.items())),
@@ -830,11 +929,21 @@ def _report(spec: Spec, urls: list[str], included: list[dict], out: Output, job:
 
 
 def _summary(r: dict) -> str:
-    rej = ", ".join(f"{k}={v}" for k, v in r["rejected"].items()) or "none"
-    return (f"convert {r['converter']}: {r['samples_written']} samples written from {r['inputs_read']} inputs "
-            f"({r['units_reused']} reused), {r['rejected_total']} rejected ({rej}), "
-            f"{r['bytes_written'] / 1e6:.1f} MB, {r['elapsed_s']:.1f}s, {r['samples_per_s']} samples/s "
-            f"-> {r['output']}")
+    """The console's last lines: what was read, written and rejected, by reason."""
+    def by_reason(counts: dict) -> str:
+        return ", ".join(f"{k}={v}" for k, v in counts.items()) or "none"
+
+    return "\n".join([
+        f"convert {r['converter']} -> {r['output']}",
+        f"  inputs:  {len(r['inputs'])} named, {r['inputs_read']} converted ({r['units_reused']} reused from an "
+        f"earlier run), {r['inputs_with_errors']} with unreadable parts ({by_reason(r['input_errors'])})",
+        f"  records: {r['records_read']} read, {r['samples_written']} written, {r['rejected_total']} rejected "
+        f"({by_reason(r['rejected'])})",
+        f"  images:  {r['images_written']} written, {sum(r['images_dropped'].values())} dropped from kept records "
+        f"({by_reason(r['images_dropped'])})",
+        f"  {r['bytes_written'] / 1e6:.1f} MB in {r['shards']} shards, {r['elapsed_s']:.1f}s, "
+        f"{r['samples_per_s']} samples/s",
+    ])
 
 
 # --------------------------------------------------------------------------------------------------- CLI
@@ -844,7 +953,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description, formatter_class=_HelpFormatter)
+    p = argparse.ArgumentParser(description=description, formatter_class=_HelpFormatter, epilog=EXIT_CODES)
     p.add_argument("--output", required=True,
                    help="output root: a local folder or s3://bucket/prefix (S3_ENDPOINT_URL for S3-compatible stores)")
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)),
@@ -859,16 +968,30 @@ def base_parser(description: str) -> argparse.ArgumentParser:
                    help="local scratch folder for s3:// outputs (None: the system temp dir)")
     p.add_argument("--no-cross-input-dedup", action="store_true",
                    help="only reject duplicate keys within one input file (saves memory on billions of keys)")
+    existing = p.add_mutually_exclusive_group()
+    existing.add_argument("--overwrite", action="store_true",
+                          help="the output root holds another conversion: replace it")
+    existing.add_argument("--append", action="store_true",
+                          help="the output root holds a conversion of other inputs: add these inputs to it")
+    p.add_argument("--accept-input-errors", action="store_true",
+                   help="exit 0 even when parts of some inputs were unreadable (they are still counted)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
 def run_cli(spec_module: str, args: argparse.Namespace, inputs: list[str], options: dict) -> dict:
+    """Run a converter script and exit with the code of `EXIT_CODES`."""
     try:
-        return convert(spec_module, inputs, args.output, workers=args.workers, shard_size=args.shard_size,
-                       max_samples=args.max_samples, compression=args.compression, staging_dir=args.staging_dir,
-                       options=options, max_image_pixels=args.max_image_pixels,
-                       progress_bar=not args.no_progress, dedup_across_inputs=not args.no_cross_input_dedup)
+        report = convert(spec_module, inputs, args.output, workers=args.workers, shard_size=args.shard_size,
+                         max_samples=args.max_samples, compression=args.compression, staging_dir=args.staging_dir,
+                         options=options, max_image_pixels=args.max_image_pixels,
+                         progress_bar=not args.no_progress, dedup_across_inputs=not args.no_cross_input_dedup,
+                         existing="overwrite" if args.overwrite else "append" if args.append else "refuse")
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(1) from None
+    if report["input_errors"] and not args.accept_input_errors:
+        print(f"exit 3: parts of {report['inputs_with_errors']} input(s) were unreadable (see input_errors in "
+              f"{REPORT}); pass --accept-input-errors to accept", file=sys.stderr)
+        raise SystemExit(3)
+    return report

@@ -5,19 +5,18 @@
 A sequence is a JSON object {"is_gpt": ..., "example": "... _!_IMAGE1_!_ ...", "image_map":
 {"_!_IMAGE1_!_": {"base64_image": "..."}}} in a .json file (one object or a list), a .jsonl file or a
 WebDataset .tar (`<key>.json` members). `texts` are the segments between placeholders; image k is placed
-before the segment that follows its placeholder. An unusable image is dropped and its neighbouring segments
-are joined.
+before the segment that follows its placeholder. A sequence whose placeholders cannot all be resolved to a
+usable image is rejected (`missing_image_in_sample`, or the image's own reason): its text speaks of them all.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Iterator, Optional
 
 from convert._common import (
     INTERLEAVED_COLUMNS, Reject, Spec, UnitStats, base_parser, decode_base64_image, fixed_sample,
-    guarded, iter_json_lines, run_cli, tar_groups,
+    guarded, iter_json_lines, parse_json, run_cli, tar_groups,
 )
 
 PLACEHOLDER = re.compile(r"_!_IMAGE\d+_!_")
@@ -42,15 +41,16 @@ def chatgpt_document(doc: Any, key: str, options: dict, stats: UnitStats) -> dic
     segments = PLACEHOLDER.split(text)
     def load(name):
         entry = image_map.get(name)
-        if not isinstance(entry, dict):
-            raise Reject("image_missing")
+        if not isinstance(entry, dict) or not entry.get("base64_image"):
+            raise Reject("missing_image_in_sample", name)  # a placeholder with no image behind it
         raw_url = entry.get("url") or entry.get("raw_url")
         return decode_base64_image(entry.get("base64_image")), {
             "image_name": name, "raw_url": raw_url if isinstance(raw_url, str) else ""}
 
     own_key, url = doc.get("key"), doc.get("url")
+    # The text is written about its images: a sequence that cannot keep them all is rejected whole.
     return fixed_sample(own_key if isinstance(own_key, str) and own_key else key,
-                        url if isinstance(url, str) else "", segments, names, load, options, stats)
+                        url if isinstance(url, str) else "", segments, names, load, options, stats, all_images=True)
 
 
 def _documents(path: str, url: str, stats: UnitStats) -> Iterator[tuple[Optional[str], Any, Optional[str]]]:
@@ -64,19 +64,15 @@ def _documents(path: str, url: str, stats: UnitStats) -> Iterator[tuple[Optional
             elif problem or "json" not in group:
                 yield key, None, problem or "json_missing"
             else:
-                try:
-                    yield key, json.loads(group["json"].decode("utf-8")), None
-                except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-                    yield key, None, "json_malformed"
+                yield key, *parse_json(group["json"])
     elif url.endswith(".jsonl"):
         for line, doc, problem in iter_json_lines(path):
             yield (None if problem in ("input_truncated", "input_unreadable") else f"{stem}/{line}"), doc, problem
     else:
-        try:
-            with open(path, "rb") as f:
-                obj = json.loads(f.read().decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            stats.input_errors["json_malformed"] += 1
+        with open(path, "rb") as f:
+            obj, problem = parse_json(f.read())
+        if problem:
+            stats.input_errors[problem] += 1
             return
         for i, doc in enumerate(obj if isinstance(obj, list) else [obj]):
             yield f"{stem}/{i}", doc, None

@@ -7,17 +7,18 @@ Images keep their original bytes (validated by a full decode); captions are stri
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from typing import Any, Iterator, Optional
 
 from convert._common import (
-    PAIRS_COLUMNS, Reject, Spec, UnitStats, base_parser, check_text, decode_utf8_text, expand_inputs, guarded,
-    run_cli, tar_groups, validate_image,
+    PAIRS_COLUMNS, Reject, Spec, UnitStats, base_parser, check_text, decode_utf8_text, guarded, parse_json,
+    read_side_file, run_cli, tar_groups, validate_image,
 )
 
-IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
+# Member extensions / parquet columns that hold the image: every raster format validate_image decodes, so a
+# GIF is kept alike from a tar and from a parquet column.
+IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff")
 
 
 def _similarity(meta: dict) -> float:
@@ -34,15 +35,14 @@ def _pair(key: str, image: Optional[bytes], caption: str, meta: dict, options: d
             "width": info.width, "height": info.height, "similarity": _similarity(meta)}
 
 
-def _read_tar(path: str, stats: UnitStats, options: dict) -> Iterator[dict]:
+def _read_tar(path: str, url: str, stats: UnitStats, options: dict) -> Iterator[dict]:
     def build(key: str, group: dict) -> dict:
         image = next((group[e] for e in IMAGE_EXTS if e in group), None)
         meta: Any = {}
         if "json" in group:
-            try:
-                meta = json.loads(group["json"].decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                raise Reject("json_malformed") from None
+            meta, problem = parse_json(group["json"])
+            if problem:
+                raise Reject(problem)
             if not isinstance(meta, dict):
                 raise Reject("json_malformed", "metadata is not an object")
         if "txt" in group or "caption" not in meta:
@@ -51,7 +51,42 @@ def _read_tar(path: str, stats: UnitStats, options: dict) -> Iterator[dict]:
             caption = check_text(meta["caption"], "caption")
         return _pair(key, image, caption, meta, options)
 
-    return guarded(tar_groups(path), stats, build)
+    groups = []  # keys of the groups read, to check against img2dataset's own record of the shard
+
+    def counted(records):
+        for record in records:
+            if record[0]:
+                groups.append(record[0])
+            yield record
+
+    yield from guarded(counted(tar_groups(path)), stats, build)
+    missing = missing_vs_img2dataset(url, groups)
+    if missing:
+        stats.input_errors["records_missing_vs_img2dataset_stats"] += missing
+
+
+def missing_vs_img2dataset(tar_url: str, keys: list[str]) -> int:
+    """How many records img2dataset says it wrote into this shard that it lacks: its sidecar parquet's keys
+    with status "success", else `<shard>_stats.json`'s "successes" (a tar cut at a member boundary reads as
+    a shorter valid tar). 0 when neither file is there."""
+    stem = tar_url[: -len(".tar")]
+    sidecar = read_side_file(stem + ".parquet")
+    if sidecar is not None:
+        import io
+
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(io.BytesIO(sidecar), columns=["key", "status"]).to_pylist()
+            return len({r["key"] for r in table if r["status"] == "success"} - set(keys))
+        except Exception:  # not img2dataset's sidecar (other columns): fall back to the stats file
+            pass
+    stats = read_side_file(stem + "_stats.json")
+    if stats is None:
+        return 0
+    successes, _ = parse_json(stats)
+    expected = successes.get("successes") if isinstance(successes, dict) else None
+    return max(0, expected - len(keys)) if isinstance(expected, int) else 0
 
 
 def _read_parquet(path: str, stats: UnitStats, options: dict) -> Iterator[dict]:
@@ -89,7 +124,7 @@ def _read_parquet(path: str, stats: UnitStats, options: dict) -> Iterator[dict]:
 def read(path: str, url: str, options: dict, stats: UnitStats) -> Iterator[dict]:
     if url.endswith(".parquet"):
         return _read_parquet(path, stats, options)
-    return _read_tar(path, stats, options)
+    return _read_tar(path, url, stats, options)
 
 
 SPEC = Spec(name="laion", columns=PAIRS_COLUMNS, suffixes=(".tar", ".parquet"), read=read)
@@ -98,23 +133,7 @@ SPEC = Spec(name="laion", columns=PAIRS_COLUMNS, suffixes=(".tar", ".parquet"), 
 def convert_laion(inputs: list[str], output: str, **kwargs: Any) -> dict:
     """Python API: see `convert._common.convert` for the keyword arguments; returns the report."""
     from convert._common import convert
-    return convert("convert.laion_to_mds", _prefer_tars(inputs), output, **kwargs)
-
-
-def _prefer_tars(inputs: list[str]) -> list[str]:
-    """img2dataset's webdataset output folders also hold metadata-only parquet files: a plain folder (or
-    s3:// prefix) stands for its tars when it has any, else for its parquet files."""
-    out = []
-    for item in inputs:
-        if any(c in item for c in "*?[{") or item.endswith((".tar", ".parquet")):
-            out.append(item)
-            continue
-        try:
-            tars = expand_inputs([item], (".tar",))
-        except FileNotFoundError:
-            tars = []
-        out += tars or [item]
-    return out
+    return convert("convert.laion_to_mds", inputs, output, **kwargs)
 
 
 def main(argv: Optional[list[str]] = None) -> dict:
@@ -123,7 +142,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
                    help="img2dataset .tar shards or parquet files: paths, folders, globs or {a..b} brace patterns "
                         "(local or s3://)")
     args = p.parse_args(argv)
-    return run_cli("convert.laion_to_mds", args, _prefer_tars(args.input), {})
+    return run_cli("convert.laion_to_mds", args, args.input, {})
 
 
 if __name__ == "__main__":

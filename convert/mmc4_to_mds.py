@@ -10,7 +10,6 @@ matrix is [kept images][sentences]. Documents with no usable image are rejected.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -18,8 +17,11 @@ from typing import Any, Callable, Iterator, Optional
 
 from convert._common import (
     INTERLEAVED_COLUMNS, Reject, Spec, UnitStats, base_parser, decode_base64_image, finite_or_none,
-    guarded, interleaved_sample, iter_json_lines, run_cli, tar_groups, validate_image,
+    guarded, interleaved_sample, iter_json_lines, parse_json, run_cli, tar_groups, validate_image,
 )
+
+# A unit with this share of its referenced images missing from --image-dir is a setup error, not data loss.
+MISSING_IMAGES_ERROR = 0.9
 
 LAYOUTS = ("auto", "flat", "sharded")
 
@@ -38,21 +40,40 @@ def safe_image_name(name: Any) -> str:
     return name
 
 
-def folder_image_source(image_dir: str, layout: str, shard: Optional[str]) -> Callable[[dict], bytes]:
-    """Reads image_info[i]["image_name"] from `image_dir` (flat) or `image_dir/<shard index>/` (sharded)."""
-    def load(info: dict) -> bytes:
+class FolderImages:
+    """Reads image_info[i]["image_name"] from `image_dir` (flat) or `image_dir/<shard index>/` (sharded), and
+    counts what it was asked for and could not find."""
+
+    def __init__(self, image_dir: str, layout: str, shard: Optional[str]):
+        self.image_dir, self.layout, self.shard = image_dir, layout, shard
+        self.asked = self.missing = 0
+        self.first_missing: Optional[str] = None
+
+    def __call__(self, info: dict) -> bytes:
         name = safe_image_name(info.get("image_name"))
         candidates = []
-        if layout in ("auto", "sharded") and shard is not None:
-            candidates.append(os.path.join(image_dir, shard, name))
-        if layout in ("auto", "flat"):
-            candidates.append(os.path.join(image_dir, name))
+        if self.layout in ("auto", "sharded") and self.shard is not None:
+            candidates.append(os.path.join(self.image_dir, self.shard, name))
+        if self.layout in ("auto", "flat"):
+            candidates.append(os.path.join(self.image_dir, name))
+        self.asked += 1
         for path in candidates:
             if os.path.isfile(path):
-                with open(path, "rb") as f:
-                    return f.read()
+                try:
+                    with open(path, "rb") as f:
+                        return f.read()
+                except OSError as e:
+                    raise Reject("image_unreadable", f"{path}: {e.strerror}") from None
+        self.missing += 1
+        self.first_missing = self.first_missing or candidates[0]
         raise Reject("image_missing")
-    return load
+
+    def check(self, url: str) -> None:
+        """Stop when (nearly) every image of a unit is missing: a wrong --image-dir / --image-layout."""
+        if self.asked and self.missing >= MISSING_IMAGES_ERROR * self.asked:
+            raise ValueError(f"{url}: {self.missing} of {self.asked} images are missing under {self.image_dir} "
+                             f"(first: {self.first_missing}); check --image-dir and --image-layout, or pass "
+                             "--allow-missing-images if they are expected to be missing")
 
 
 def base64_image_source(info: dict) -> bytes:
@@ -68,7 +89,7 @@ def _check_texts(texts: Any) -> list[str]:
         try:
             t.encode("utf-8")
         except UnicodeEncodeError:
-            raise Reject("text_not_utf8") from None
+            raise Reject("bad_utf8_text") from None
     return texts
 
 
@@ -123,33 +144,36 @@ def mmc4_document(doc: Any, key: str, load_image: Callable[[dict], bytes], optio
 def _tar_document(key: str, group: dict, options: dict, stats: UnitStats) -> dict:
     if "json" not in group:
         raise Reject("json_missing")
-    try:
-        doc = json.loads(group["json"].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise Reject("json_malformed") from None
+    doc, problem = parse_json(group["json"])
+    if problem:
+        raise Reject(problem)
     return mmc4_document(doc, key, base64_image_source, options, stats)
 
 
 def read(path: str, url: str, options: dict, stats: UnitStats) -> Iterator[dict]:
     if url.endswith(".tar"):
-        return guarded(tar_groups(path), stats, lambda key, group: _tar_document(key, group, options, stats))
+        yield from guarded(tar_groups(path), stats, lambda key, group: _tar_document(key, group, options, stats))
+        return
     if not options.get("image_dir"):
         raise ValueError("MMC4 .jsonl/.jsonl.zip input needs --image-dir (the downloaded images)")
-    load = folder_image_source(options["image_dir"], options.get("image_layout", "auto"), shard_index(url))
+    load = FolderImages(options["image_dir"], options.get("image_layout", "auto"), shard_index(url))
     stem = url.rstrip("/").rsplit("/", 1)[-1].split(".")[0]
     lines = ((None if problem in ("input_truncated", "input_unreadable") else f"{stem}/{line}", doc, problem)
              for line, doc, problem in iter_json_lines(path))
-    return guarded(lines, stats, lambda key, doc: mmc4_document(doc, key, load, options, stats))
+    yield from guarded(lines, stats, lambda key, doc: mmc4_document(doc, key, load, options, stats))
+    if not options.get("allow_missing_images"):
+        load.check(url)
 
 
 SPEC = Spec(name="mmc4", columns=INTERLEAVED_COLUMNS, suffixes=(".jsonl", ".jsonl.zip", ".zip", ".tar"), read=read)
 
 
 def convert_mmc4(inputs: list[str], output: str, image_dir: Optional[str] = None, image_layout: str = "auto",
-                 **kwargs: Any) -> dict:
+                 allow_missing_images: bool = False, **kwargs: Any) -> dict:
     """Python API: see `convert._common.convert` for the other keyword arguments; returns the report."""
     from convert._common import convert
-    options = {"image_dir": os.path.abspath(image_dir) if image_dir else None, "image_layout": image_layout}
+    options = {"image_dir": os.path.abspath(image_dir) if image_dir else None, "image_layout": image_layout,
+               "allow_missing_images": allow_missing_images}
     return convert("convert.mmc4_to_mds", inputs, output, options=options, **kwargs)
 
 
@@ -163,11 +187,14 @@ def main(argv: Optional[list[str]] = None) -> dict:
     p.add_argument("--image-layout", choices=LAYOUTS, default="auto",
                    help="flat: <image-dir>/<image_name>; sharded: <image-dir>/<shard index>/<image_name>; "
                         "auto: sharded, then flat")
+    p.add_argument("--allow-missing-images", action="store_true",
+                   help=f"convert even when {MISSING_IMAGES_ERROR * 100:.0f}%% or more of a shard's images are missing "
+                        "(each is still counted)")
     args = p.parse_args(argv)
     if args.image_dir and not os.path.isdir(args.image_dir):
         p.error(f"--image-dir {args.image_dir} is not a folder")
     options = {"image_dir": os.path.abspath(args.image_dir) if args.image_dir else None,
-               "image_layout": args.image_layout}
+               "image_layout": args.image_layout, "allow_missing_images": args.allow_missing_images}
     return run_cli("convert.mmc4_to_mds", args, args.input, options)
 
 

@@ -61,7 +61,7 @@ def laion_inputs(tmp_path):
     for i in (0, 4):
         good[rows[i]["key"]] = (rows[i]["jpg"], rows[i]["caption"])
     pq.write_table(pa.Table.from_pylist(rows), str(tmp_path / "00003.parquet"))
-    expected = {"caption_empty": 2, "caption_missing": 1, "caption_not_utf8": 1, "duplicate_key": 2,
+    expected = {"caption_empty": 2, "caption_missing": 1, "bad_utf8_text": 1, "duplicate_key": 2,
                 "image_corrupt": 2, "image_empty": 1, "image_missing": 2, "image_not_an_image": 1,
                 "image_format_unsupported": 1, "image_too_large": 1, "input_truncated": 1,
                 "json_malformed": 1}
@@ -105,10 +105,12 @@ def test_folder_prefers_tars_and_cli(laion_inputs, tmp_path, capsys):
     pq.write_table(pa.Table.from_pylist([{"key": "x", "caption": "c", "url": "u"}]), str(src / "00000.parquet"))
     out = tmp_path / "out"
     report = laion_to_mds.main(["--input", str(src), "--output", str(out), "--workers", "1",
-                                "--max-image-pixels", "10000", "--no-progress", "--shard-size", "2kb"])
+                                "--max-image-pixels", "10000", "--no-progress", "--shard-size", "2kb",
+                                "--accept-input-errors"])  # one input is a truncated tar
     assert report["samples_written"] == 8
     assert report["shards"] > 1
-    assert "8 samples written from 3 inputs" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "inputs:  3 named, 3 converted" in err and ", 8 written, " in err
     assert sorted(s["key"] for s in read_mds(str(out))) == sorted(k for k in good if not k.startswith("00003"))
 
 
@@ -125,7 +127,7 @@ def test_max_samples_is_an_exact_prefix(laion_inputs, tmp_path):
 def test_missing_input_is_a_one_line_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         laion_to_mds.main(["--input", str(tmp_path / "nope-{0..2}.tar"), "--output", str(tmp_path / "o")])
-    assert e.value.code == 2
+    assert e.value.code == 1
     assert "no input files match" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "o" / "index.json")
 
@@ -154,7 +156,8 @@ def test_oversized_member_is_rejected_unread(tmp_path, monkeypatch):
 def test_cross_input_dedup_can_be_turned_off(laion_inputs, tmp_path):
     src, parquet, good, expected = laion_inputs
     report = laion_to_mds.main(["--input", str(src), "--output", str(tmp_path / "out"), "--no-progress",
-                                "--max-image-pixels", "10000", "--no-cross-input-dedup", "--workers", "2"])
+                                "--max-image-pixels", "10000", "--no-cross-input-dedup", "--workers", "2",
+                                "--accept-input-errors"])
     assert report["rejected"]["duplicate_key"] == 1  # only the repeat inside 00000.tar
     keys = [s["key"] for s in read_mds(str(tmp_path / "out"))]
     assert len(keys) == 9 and keys.count("000000001") == 2

@@ -56,7 +56,7 @@ def mmc4_release(tmp_path):
         "docs_no_face_shard_1_v2/0": (flat_doc, [0]),
     }
     rejected = {"json_malformed": 1, "no_usable_image": 2, "similarity_shape_mismatch": 1, "text_list_empty": 1,
-                "text_not_utf8": 1}
+                "bad_utf8_text": 1}
     dropped = {"image_missing": 3, "image_corrupt": 1, "image_empty": 1, "image_not_an_image": 1,
                "image_too_large": 1, "image_name_invalid": 1, "image_meta_invalid": 1}
     return [shard0, str(shard1)], str(images), files, expected_docs, rejected, dropped
@@ -95,7 +95,8 @@ def test_mmc4_jsonl_zip_and_image_folder(mmc4_release, tmp_path):
 def test_flat_layout_only_ignores_shard_folders(mmc4_release, tmp_path):
     inputs, image_dir, files, expected_docs, rejected, dropped = mmc4_release
     report = mmc4_to_mds.main(["--input", *inputs, "--image-dir", image_dir, "--image-layout", "flat",
-                               "--output", str(tmp_path / "out"), "--no-progress", "--workers", "1"])
+                               "--output", str(tmp_path / "out"), "--no-progress", "--workers", "1",
+                               "--allow-missing-images", "--accept-input-errors"])
     assert report["samples_written"] == 1  # only the flat-layout image is found
 
 
@@ -116,6 +117,6 @@ def test_openflamingo_mmc4_tars(tmp_path):
     report = mmc4_to_mds.convert_mmc4([str(tmp_path / "*.tar")], str(out), progress_bar=False)
     assert report["samples_written"] == 2
     assert report["input_errors"] == {"input_unreadable": 2}
-    assert report["rejected"] == {"chatgpt_document": 1, "json_malformed": 1, "json_missing": 1}
+    assert report["rejected"] == {"bad_utf8_text": 1, "chatgpt_document": 1, "json_missing": 1}
     assert report["images_dropped"] == {"image_missing": 1, "image_base64_invalid": 1}
     check_documents(read_mds(str(out)), files, {"k0": (doc_plain, [0]), "k1": (doc_repr, [0])})
