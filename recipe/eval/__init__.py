@@ -1,0 +1,1 @@
+"""Evaluation of trained models on the reference's benchmarks (captioning, VQA, classification)."""

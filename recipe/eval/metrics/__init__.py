@@ -1,0 +1,1 @@
+"""Evaluation metrics, one per module, as the reference evaluations compute them (pure functions)."""
