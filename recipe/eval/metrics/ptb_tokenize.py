@@ -6,10 +6,12 @@ pycocoevalcap lists are dropped. Covered: English captions in ASCII plus typogra
 ellipsis character — words, capitals, numbers (decimals, thousands, times, signs), hyphenated words,
 contractions, possessives, quotes, brackets, abbreviations and sentence punctuation. Not covered (CoreNLP
 lexes them specially): URLs, e-mail addresses, SGML, emoticons, fractions written with a space ("2 1/2"),
-currency glued to letters ("US$5"), "No." before a number, "y'all", "rock'n'roll". tests/eval/test_ptb_tokenize.py checks equality with the Java tool.
+currency glued to letters ("US$5"), "No." before a number, "y'all", "rock'n'roll".
+tests/eval/test_ptb_tokenize.py checks equality with the Java tool.
 """
 
 import re
+from collections.abc import Hashable, Mapping, Sequence
 
 # Tokens the reference drops after tokenization. Its list also names -LRB- -RRB- -LCB- -RCB-, but it
 # compares against lowercased output, so bracket tokens survive as -lrb- etc. (reproduced here).
@@ -35,11 +37,11 @@ _NEGATION = re.compile(r"(.+)(n't)$", re.IGNORECASE)
 # In-word apostrophes CoreNLP keeps: o'clock, d'oh (one letter but i/y), ma'am (vowel ' vowel), 'n'.
 _APOSTROPHE_WORD = re.compile(r"[a-hj-xz]'[a-z]{2,}|[a-z]*[aeiouy]'[aeiou][a-z]*|'n'|'[0-9]0s|'cause",
                               re.IGNORECASE)
-_DOTTED = re.compile(r"(?:[a-z]\.)+|[a-z]\.(?:[a-z]\.)+|[a-z]+(?:\.[a-z0-9]+)+", re.IGNORECASE)
+_DOTTED = re.compile(r"(?:[a-z]\.){2,}", re.IGNORECASE)  # u.s. a.m. e.g.
 _INNER_PUNCT = re.compile(r"([,;:])")  # split inside words, kept inside numbers (1,000  10:30)
 _NUMBER = re.compile(r"[-+]?(?:[0-9]+(?:[.,:/][0-9]+)*|\.[0-9]+)")
 
-# Leading / trailing pieces split off a whitespace-separated chunk, longest first.
+# Pieces split off the front / the end of a whitespace-separated chunk, one at a time.
 _LEAD = re.compile(r"\.{3,}|--+|[\"`(\[{$#,;:]|[!?]+|'(?!(?:s|re|ll|m|ve|d|tis|twas)\b)|\.(?![0-9])|-(?![0-9])",
                    re.IGNORECASE)
 _TRAIL = re.compile(r"(?:\.\.\.|\.|--+|[\"`)\]},;:%]|[!?]+|-|')$")
@@ -52,7 +54,7 @@ def ptb_tokenize(caption: str) -> list[str]:
     return [t.lower() for t in tokens if t.lower() not in _DROPPED]
 
 
-def ptb_tokenize_corpus(captions: dict[object, list[str]]) -> dict[object, list[str]]:
+def ptb_tokenize_corpus(captions: Mapping[Hashable, Sequence[str]]) -> dict[Hashable, list[str]]:
     """pycocoevalcap's PTBTokenizer.tokenize shape: {image: [tokenized caption joined by spaces]}."""
     return {key: [" ".join(ptb_tokenize(c)) for c in caps] for key, caps in captions.items()}
 
@@ -79,7 +81,7 @@ def _keeps_period(word: str) -> bool:
         return False
     stem = word[:-1]
     return (stem.lower() in _ABBREVIATIONS or (len(stem) == 1 and stem.isalpha())
-            or bool(_DOTTED.fullmatch(word) and "." in stem))
+            or bool(_DOTTED.fullmatch(word)))
 
 
 def _split_word(word: str) -> list[str]:
