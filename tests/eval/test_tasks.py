@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-from open_flamingo.eval.eval_datasets import CaptionDataset
+from open_flamingo.eval.eval_datasets import CaptionDataset, VQADataset
 from PIL import Image
 
 import recipe.eval.sampling
 import recipe.eval.tasks
 from recipe.eval.tasks.captioning import cider_references, load_captions
+from recipe.eval.tasks.vqa import load_vqa
 
 
 def _image(path: Path, shade: int) -> None:
@@ -122,6 +123,8 @@ def test_unknown_names_list_the_known_ones(tmp_path):
         load_captions("nocaps", "unused.json", "test", str(tmp_path))
     with pytest.raises(ValueError, match="unknown split 'dev'; known: test, train, val"):
         load_captions("flickr", "unused.json", "dev", str(tmp_path))
+    with pytest.raises(ValueError, match="unknown dataset 'gqa'; known: ok_vqa, textvqa, vizwiz, vqav2"):
+        load_vqa("gqa", "unused.json", str(tmp_path))
 
 
 def test_missing_file_is_one_line_error(tmp_path):
@@ -129,6 +132,86 @@ def test_missing_file_is_one_line_error(tmp_path):
     with pytest.raises(ValueError, match="cannot be read") as error:
         load_captions("flickr", missing, "test", str(tmp_path))
     _one_line_error(error, missing)
+
+
+# ----------------------------------------------------------------------------------------------------------- VQA
+
+_IMAGE_IDS = {"vqav2": [9, 25, 30], "ok_vqa": [9, 25, 30], "textvqa": ["0a1b2c3d", "ff00ee11", "12ab34cd"],
+              "vizwiz": ["VizWiz_val_00000000.jpg", "VizWiz_val_00000001.jpg", "VizWiz_val_00000002.jpg"]}
+_IMAGE_FILES = {"vqav2": "val2014/COCO_val2014_{:012d}.jpg", "ok_vqa": "val2014/COCO_val2014_{:012d}.jpg",
+                "textvqa": "train_images/{}.jpg", "vizwiz": "val/{}"}
+
+
+def _vqa(tmp_path: Path, dataset: str, annotation_order=(0, 1, 2, 3)) -> tuple[str, str, str]:
+    """Four questions on three images (two on the first), their annotations in the order given; images written."""
+    image_ids = _IMAGE_IDS[dataset]
+    for shade, image_id in enumerate(image_ids):
+        _image(tmp_path / _IMAGE_FILES[dataset].format(image_id), 60 * shade)
+    on_image = [0, 0, 1, 2]
+    questions = [{"image_id": image_ids[on_image[q]], "question": f"Question {q}?", "question_id": 500 + q}
+                 for q in range(4)]
+    annotations = [{"question_id": 500 + q, "image_id": image_ids[on_image[q]], "question_type": "what",
+                    "answers": [{"answer": f"answer {q}.{h}", "answer_id": h + 1} for h in range(10)]}
+                   for q in annotation_order]
+    image_dir = str(tmp_path / Path(_IMAGE_FILES[dataset]).parent)
+    return (image_dir, _json(tmp_path / "questions.json", {"questions": questions}),
+            _json(tmp_path / "annotations.json", {"annotations": annotations}))
+
+
+@pytest.mark.parametrize("dataset", ["vqav2", "ok_vqa", "textvqa", "vizwiz"])
+@pytest.mark.parametrize("annotated", [True, False])
+def test_vqa_equals_reference(tmp_path, dataset, annotated):
+    image_dir, questions, annotations = _vqa(tmp_path, dataset)
+    annotations = annotations if annotated else None
+    reference = VQADataset(image_dir, questions, annotations, False, dataset)
+    loaded = load_vqa(dataset, questions, image_dir, annotations)
+    assert loaded.skipped == {} and len(loaded.examples) == len(reference) == 4
+    for ours, theirs in zip(loaded.examples, reference):
+        assert (ours.question_id, ours.question) == (theirs["question_id"], theirs["question"])
+        assert ours.answers == theirs.get("answers")
+        assert ours.image_path == theirs["image"].filename and _same_image(theirs["image"], ours.image_path)
+
+
+def test_vqa_answers_joined_by_question_id(tmp_path):
+    image_dir, questions, annotations = _vqa(tmp_path, "vqav2", annotation_order=(2, 0, 3, 1))
+    ours = load_vqa("vqav2", questions, image_dir, annotations).examples
+    assert [e.answers[0] for e in ours] == ["answer 0.0", "answer 1.0", "answer 2.0", "answer 3.0"]
+    # the reference pairs by position, so it gives question 0 the answers of question 2
+    assert VQADataset(image_dir, questions, annotations, False, "vqav2")[0]["answers"][0] == "answer 2.0"
+
+
+def test_vqa_skips_are_counted(tmp_path):
+    image_dir, questions, annotations = _vqa(tmp_path, "textvqa", annotation_order=(0, 1, 3))
+    (Path(image_dir) / f"{_IMAGE_IDS['textvqa'][2]}.jpg").unlink()  # question 3's image
+    loaded = load_vqa("textvqa", questions, image_dir, annotations)
+    assert [e.question_id for e in loaded.examples] == [500, 501]
+    assert loaded.skipped == {"no_annotation": 1, "missing_image": 1}
+
+
+@pytest.mark.parametrize("break_file, problem", [
+    (lambda q, a: q.write_bytes(b"\xff\xfe binary"), "questions.json: not UTF-8"),
+    (lambda q, a: a.write_text(""), "annotations.json: not JSON"),
+    (lambda q, a: _json(q, {"questions": [{"image_id": 9, "question_id": 1}]}), r"questions\[0\] lacks 'question'"),
+    (lambda q, a: _json(q, {"questions": [7]}), r"questions\[0\] is not a JSON object"),
+    (lambda q, a: _json(q, {"questions": [{"image_id": "9", "question": "?", "question_id": 500}]}),
+     "has image_id '9', expected int"),
+    (lambda q, a: _json(a, {"annotations": [{"question_id": 500, "answers": "yes"}]}),
+     r"annotations\[0\].answers is not a list"),
+    (lambda q, a: _json(a, {"annotations": [{"question_id": 500, "answers": []}] * 2}),
+     r"annotations\[1\] repeats question_id 500"),
+])
+def test_malformed_vqa_files(tmp_path, break_file, problem):
+    image_dir, questions, annotations = _vqa(tmp_path, "vqav2")
+    break_file(Path(questions), Path(annotations))
+    with pytest.raises(ValueError, match=problem) as error:
+        load_vqa("vqav2", questions, image_dir, annotations)
+    assert "\n" not in str(error.value) and str(tmp_path) in str(error.value)
+
+
+def test_coco_vqa_needs_a_split_named_image_folder(tmp_path):
+    _, questions, _ = _vqa(tmp_path, "ok_vqa")
+    with pytest.raises(ValueError, match="must be named one of test2015, train2014, val2014, got"):
+        load_vqa("ok_vqa", questions, str(tmp_path / "images"))
 
 
 # ----------------------------------------------------------------------------------------------------- packaging
