@@ -6,12 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-from open_flamingo.eval.eval_datasets import CaptionDataset, VQADataset
+from open_flamingo.eval.classification_utils import IMAGENET_CLASSNAMES
+from open_flamingo.eval.eval_datasets import CaptionDataset, HatefulMemesDataset, ImageNetDataset, VQADataset
 from PIL import Image
 
 import recipe.eval.sampling
 import recipe.eval.tasks
 from recipe.eval.tasks.captioning import cider_references, load_captions
+from recipe.eval.tasks.classification import imagenet_classnames, load_hateful_memes, load_imagenet
 from recipe.eval.tasks.vqa import load_vqa
 
 
@@ -212,6 +214,92 @@ def test_coco_vqa_needs_a_split_named_image_folder(tmp_path):
     _, questions, _ = _vqa(tmp_path, "ok_vqa")
     with pytest.raises(ValueError, match="must be named one of test2015, train2014, val2014, got"):
         load_vqa("ok_vqa", questions, str(tmp_path / "images"))
+
+
+# ------------------------------------------------------------------------------------------------ classification
+
+def _hateful_memes(tmp_path: Path) -> tuple[str, str]:
+    lines = [json.dumps({"id": 42953 + i, "img": f"img/{42953 + i:05d}.png", "label": i % 2, "text": f"meme {i}"})
+             for i in range(4)]
+    for i in range(4):
+        _image(tmp_path / "img" / f"{42953 + i:05d}.png", 50 * i)
+    path = tmp_path / "dev_seen.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path), str(tmp_path / "img")
+
+
+def test_hateful_memes_equal_reference(tmp_path):
+    annotations, image_dir = _hateful_memes(tmp_path)
+    reference = HatefulMemesDataset(image_dir, annotations)
+    loaded = load_hateful_memes(annotations, image_dir)
+    assert loaded.skipped == {} and len(loaded.examples) == len(reference) == 4
+    for ours, theirs in zip(loaded.examples, reference):
+        assert (ours.id, ours.label, ours.class_name, ours.text) == (
+            theirs["id"], theirs["class_id"], theirs["class_name"], theirs["ocr"])
+        assert ours.image_path == theirs["image"].filename and _same_image(theirs["image"], ours.image_path)
+
+
+def test_hateful_memes_missing_image_is_skipped(tmp_path):
+    annotations, image_dir = _hateful_memes(tmp_path)
+    (Path(image_dir) / "42954.png").unlink()
+    loaded = load_hateful_memes(annotations, image_dir)
+    assert [e.id for e in loaded.examples] == [42953, 42955, 42956] and loaded.skipped == {"missing_image": 1}
+
+
+@pytest.mark.parametrize("line, problem", [
+    ('{"id": 1, "img": "img/1.png", "label": 1', "line 2 is not JSON"),
+    ('{"id": 1, "img": "img/1.png", "text": "t"}', "line 2 lacks 'label'"),
+    ('{"id": 1, "img": "img/1.png", "label": 2, "text": "t"}', "record 2 has label 2, expected 0 or 1"),
+])
+def test_malformed_hateful_memes_file(tmp_path, line, problem):
+    annotations, image_dir = _hateful_memes(tmp_path)
+    lines = Path(annotations).read_text().splitlines()
+    Path(annotations).write_text("\n".join([lines[0], line, *lines[2:]]))
+    with pytest.raises(ValueError, match=problem) as error:
+        load_hateful_memes(annotations, image_dir)
+    _one_line_error(error, annotations)
+
+
+def test_imagenet_classnames_equal_reference():
+    assert list(imagenet_classnames()) == IMAGENET_CLASSNAMES
+
+
+@pytest.fixture(scope="module")
+def imagenet_val(tmp_path_factory) -> Path:
+    """1000 class folders, one image each, and in two of them more files: a nested folder, an upper-case
+    extension, a file that is not an image."""
+    root = tmp_path_factory.mktemp("imagenet") / "val"
+    for index in range(1000):
+        _image(root / f"n{index:08d}" / f"ILSVRC2012_val_{index:08d}.JPEG", index % 256)
+    _image(root / "n00000003" / "extra" / "a.png", 7)
+    _image(root / "n00000003" / "B.PNG", 8)
+    (root / "n00000999" / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_imagenet_equals_reference(imagenet_val):
+    reference = ImageNetDataset(str(imagenet_val))
+    loaded = load_imagenet(str(imagenet_val))
+    assert loaded.skipped == {} and len(loaded.examples) == len(reference) == 1002
+    for ours, (path, label) in zip(loaded.examples, reference.samples):
+        assert (ours.image_path, ours.label, ours.class_name) == (path, label, reference.class_id_to_name[label])
+    for position in (0, 3, 4, 5, 1001):
+        theirs, ours = reference[position], loaded.examples[position]
+        assert (ours.id, ours.label, ours.class_name) == (theirs["id"], theirs["class_id"], theirs["class_name"])
+        assert _same_image(theirs["image"], ours.image_path)
+
+
+@pytest.mark.parametrize("tree, problem", [
+    ({"n01440764/x.JPEG"}, "1 class folders, ImageNet has 1000"),
+    ({"x.JPEG"}, "Couldn't find any class folder"),
+    (set(), "No such file or directory"),
+])
+def test_imagenet_tree_errors(tmp_path, tree, problem):
+    for name in tree:
+        _image(tmp_path / "val" / name, 1)
+    with pytest.raises(ValueError, match=problem) as error:
+        load_imagenet(str(tmp_path / "val"))
+    _one_line_error(error, tmp_path / "val")
 
 
 # ----------------------------------------------------------------------------------------------------- packaging
