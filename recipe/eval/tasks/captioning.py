@@ -48,7 +48,7 @@ def load_captions(dataset: str, annotations_path: str, split: str, image_dir: st
             if not captions:
                 raise ValueError(f"{annotations_path}: images[{i}] has no sentences")
             candidates.append(_example(dataset, record, captions, image_dir, val_image_dir))
-    return keep_with_images(candidates, lambda example: example.image_path)
+    return keep_with_images(candidates)
 
 
 def cider_references(examples: list[CaptionExample]) -> dict[int | str, list[str]]:

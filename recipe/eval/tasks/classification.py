@@ -50,7 +50,7 @@ def load_hateful_memes(annotations_path: str, image_dir: str) -> Loaded[Classifi
         image_path = os.path.join(image_dir, record["img"].split("/")[-1])
         candidates.append(ClassificationExample(record["id"], image_path, label, HATEFUL_MEMES_CLASSNAMES[label],
                                                 record["text"]))
-    return keep_with_images(candidates, lambda example: example.image_path)
+    return keep_with_images(candidates)
 
 
 def load_imagenet(split_dir: str) -> Loaded[ClassificationExample]:

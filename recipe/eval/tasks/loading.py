@@ -9,7 +9,7 @@ first bad example, inside the evaluation loop.
 import json
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -26,13 +26,13 @@ class Loaded(Generic[Example]):
     skipped: dict[str, int] = field(default_factory=dict)
 
 
-def keep_with_images(candidates: Iterable[Example], image_path: Callable[[Example], str],
-                     skipped_before: Mapping[str, int] | None = None) -> Loaded[Example]:
-    """The candidates whose image file exists; the others are counted as `missing_image`, after the counts of
-    the skips that happened before (`skipped_before`)."""
+def keep_with_images(candidates: Iterable[Example], skipped_before: Mapping[str, int] | None = None
+                     ) -> Loaded[Example]:
+    """The candidates whose `image_path` file exists; the others are counted as `missing_image`, after the
+    counts of the skips that happened before (`skipped_before`)."""
     examples, skipped = [], Counter(skipped_before or {})
     for candidate in candidates:
-        if os.path.isfile(image_path(candidate)):
+        if os.path.isfile(candidate.image_path):
             examples.append(candidate)
         else:
             skipped[MISSING_IMAGE] += 1

@@ -48,7 +48,7 @@ def load_vqa(dataset: str, questions_path: str, image_dir: str,
         path = image_path(question["image_id"], f"{questions_path}: questions[{i}]")
         candidates.append(VQAExample(question_id, path, question["question"],
                                      None if answers is None else answers[question_id]))
-    return keep_with_images(candidates, lambda example: example.image_path, skipped)
+    return keep_with_images(candidates, skipped)
 
 
 def _image_path_rule(dataset: str, image_dir: str) -> Callable[[Any, str], str]:
