@@ -33,7 +33,8 @@ def read_composer_checkpoint(path: str) -> dict:
 
 
 def load_trained_model(path: str):
-    """(Flamingo with the checkpoint's weights, its `ModelConfig`) from a Composer checkpoint of this recipe."""
+    """(Flamingo with the checkpoint's weights, tokenizer, image transform, its `ModelConfig`) from a Composer
+    checkpoint of this recipe."""
     from recipe.builders import build_flamingo_model
     from recipe.composer_model import MODEL_CONFIG_KEY
     from recipe.config import ModelConfig, build_dataclass
@@ -45,13 +46,13 @@ def load_trained_model(path: str):
     cfg = build_dataclass(ModelConfig, saved["model_config"], "model")
     build_cfg = dataclasses.replace(cfg, lm_random_init=True, vision_pretrained=None, openflamingo_checkpoint=None,
                                     compile_blocks=False, cuda_graphs=False)
-    flamingo, _, _ = build_flamingo_model(build_cfg)
+    flamingo, tokenizer, image_transform = build_flamingo_model(build_cfg)
     weights = {k.removeprefix("model."): v for k, v in state.items()}
     result = flamingo.load_state_dict(weights, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise ValueError(f"{path}: weights do not match the saved model config: missing {result.missing_keys[:5]}, "
                          f"unexpected {result.unexpected_keys[:5]}")
-    return flamingo, cfg
+    return flamingo, tokenizer, image_transform, cfg
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     from recipe.pretrained import save_pretrained
 
     try:
-        flamingo, cfg = load_trained_model(args.checkpoint)
+        flamingo, _, _, cfg = load_trained_model(args.checkpoint)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

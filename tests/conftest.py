@@ -85,3 +85,18 @@ def release_streaming_shared_memory(monkeypatch):
             block.cleanup()
         except BufferError:  # still viewed by an object the test kept alive: left to atexit
             atexit.register(block.cleanup)
+
+
+@pytest.fixture
+def process_group(tmp_path):
+    """A one-process gloo group (real DDP wrapping, DistributedSampler), torn down after the test; the group a
+    Composer Trainer earlier in the session left initialised (world size 1) is used as it is."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        assert dist.get_world_size() == 1
+        yield
+        return
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()

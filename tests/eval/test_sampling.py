@@ -6,21 +6,11 @@ import random
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
 from open_flamingo.eval import utils
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 from recipe.eval.sampling import draw_few_shot
-
-
-@pytest.fixture(scope="module")
-def one_process_group(tmp_path_factory):
-    """A real single-process gloo group: the reference's DistributedSampler reads its world size and rank."""
-    store = tmp_path_factory.mktemp("dist") / "store"
-    dist.init_process_group("gloo", init_method=f"file://{store}", world_size=1, rank=0)
-    yield
-    dist.destroy_process_group()
 
 
 @pytest.fixture
@@ -64,7 +54,7 @@ CASES = [  # seed, test size, train size, evaluated, query set size, shots, batc
 
 
 @pytest.mark.parametrize("seed, test_size, train_size, num_samples, query_set_size, num_shots, batch_size", CASES)
-def test_one_process_equals_reference(one_process_group, global_rng_restored, seed, test_size, train_size,
+def test_one_process_equals_reference(process_group, global_rng_restored, seed, test_size, train_size,
                                       num_samples, query_set_size, num_shots, batch_size):
     expected = _reference_draws(seed, test_size, train_size, test_size if num_samples is None else num_samples,
                                 query_set_size, num_shots, batch_size)
@@ -73,7 +63,7 @@ def test_one_process_equals_reference(one_process_group, global_rng_restored, se
 
 
 @pytest.mark.parametrize("rank", [0, 1, 2])
-def test_each_rank_equals_reference(one_process_group, global_rng_restored, rank):
+def test_each_rank_equals_reference(process_group, global_rng_restored, rank):
     # 20 evaluated examples over 3 ranks: the sampler pads to 21, so one example is evaluated twice
     expected = _reference_draws(5, 60, 90, 20, 40, 3, 4, world_size=3, rank=rank)
     ours = draw_few_shot(5, 60, 90, 20, 40, 3, world_size=3, rank=rank)

@@ -54,16 +54,6 @@ def build_reference(vision_name, tokenizer_dir, lm_dir_factory):
     return make
 
 
-@pytest.fixture
-def process_group(tmp_path):
-    """A one-process gloo group (for wrapping a model in real DDP), torn down after the test."""
-    import torch.distributed as dist
-
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
-    yield
-    dist.destroy_process_group()
-
-
 def laion_batch(tok, n_images=1):
     texts = ["<image>a photo of the red circle<|endofchunk|><|endoftext|>",
              "<image>blue square<|endofchunk|><|endoftext|>",

@@ -22,7 +22,7 @@ def _worker(rank: int, world: int, checkpoint_file: str, folder: str, init_file:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
                       NODE_RANK="0")
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    flamingo, cfg = load_trained_model(checkpoint_file)
+    flamingo, _, _, cfg = load_trained_model(checkpoint_file)
     for module in [m for m in flamingo.modules() if flamingo.fsdp_wrap_fn(m)]:
         fully_shard(module)
     fully_shard(flamingo)

@@ -1,0 +1,70 @@
+"""Few-shot evaluation of a trained model on OpenFlamingo's benchmarks (captioning: COCO, Flickr30k; VQA:
+VQAv2, OK-VQA, TextVQA, VizWiz), with the reference's prompts, demonstrations, decoding and metrics.
+
+    python -m recipe.eval yamls/eval.yaml checkpoint=runs/openflamingo-3b/checkpoints/latest-rank0.pt \\
+        tasks=[coco,vqav2] shots=[0,4]
+
+Writes <out_dir>/results.json (task, shots, seed, score, n; mean and std over seeds), results.md and the
+predictions of every run, each as soon as it finishes.
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import partial
+
+
+def _splits(cfg) -> dict:
+    from recipe.eval.run import CAPTION_TASKS, Split
+    from recipe.eval.tasks.captioning import load_captions
+    from recipe.eval.tasks.vqa import load_vqa
+
+    splits = {}
+    for task in cfg.tasks:
+        d = cfg.datasets[task]
+        if task in CAPTION_TASKS:
+            train, test = (load_captions(task, d.annotations, split, d.image_dir, d.val_image_dir)
+                           for split in ("train", "test"))
+        else:
+            train = load_vqa(task, d.train_questions, d.train_image_dir, d.train_annotations)
+            test = load_vqa(task, d.test_questions, d.test_image_dir, d.test_annotations)
+        skipped = {f"{part}/{reason}": n for part, loaded in (("train", train), ("test", test))
+                   for reason, n in loaded.skipped.items()}
+        if not train.examples or not test.examples:
+            raise ValueError(f"{task}: no usable examples (skipped: {skipped or 'none'})")
+        splits[task] = Split(train.examples, test.examples, skipped)
+    return splits
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__.strip(), file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
+    import torch
+
+    from recipe.config import ConfigError, load_config
+    from recipe.eval.checkpoints import load_model
+    from recipe.eval.config import parse
+    from recipe.eval.generation import generate
+    from recipe.eval.run import evaluate
+    from recipe.hub import CheckpointNotFound
+
+    try:
+        cfg = parse(load_config(argv[0], argv[1:]))
+        splits = _splits(cfg)
+        model, tokenizer, transform = load_model(cfg.checkpoint, cfg.model)
+    except (ConfigError, ValueError, CheckpointNotFound, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    gpu = cfg.device == "gpu" or (cfg.device is None and torch.cuda.is_available())
+    model.to("cuda" if gpu else "cpu")
+    dtype = torch.bfloat16 if cfg.precision == "amp_bf16" and gpu else None
+    run = partial(generate, model, tokenizer, transform, autocast_dtype=dtype)
+    evaluate(splits, cfg.shots, cfg.seeds, lambda texts, images, n: run(texts, images, max_new_tokens=n),
+             cfg.out_dir, num_samples=cfg.num_samples, query_set_size=cfg.query_set_size,
+             batch_size=cfg.batch_size, log=lambda line: print(line, file=sys.stderr, flush=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

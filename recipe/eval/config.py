@@ -1,0 +1,61 @@
+"""The evaluation command's configuration: a YAML plus `dotted.key=value` overrides, schema-checked with the
+training config's machinery (unknown keys and wrong types are one-line errors)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+from recipe.config import ConfigError, build_dataclass
+from recipe.eval.run import CAPTION_TASKS, VQA_TASKS
+
+
+@dataclass
+class CaptionData:
+    """Karpathy's split file; COCO images in `image_dir` (train2014) and `val_image_dir` (val2014)."""
+    annotations: str
+    image_dir: str
+    val_image_dir: Optional[str] = None
+
+
+@dataclass
+class VQAData:
+    """VQA-format question and annotation files of the demonstration (train) and evaluated (test) splits."""
+    train_questions: str
+    train_annotations: str
+    train_image_dir: str
+    test_questions: str
+    test_annotations: str
+    test_image_dir: str
+
+
+@dataclass
+class EvalConfig:
+    checkpoint: str  # Composer checkpoint (file / sharded folder), an exported --hf folder, or OpenFlamingo weights
+    tasks: list[str]  # which of `datasets` to run
+    datasets: dict[str, Any] = field(default_factory=dict)  # task name -> its files (CaptionData / VQAData)
+    model: Optional[dict[str, Any]] = None  # `model` config keys, for released OpenFlamingo weights
+    shots: list[int] = field(default_factory=lambda: [0, 4, 8, 16, 32])
+    seeds: list[int] = field(default_factory=lambda: [42])
+    num_samples: Optional[int] = None  # evaluated examples per run (None: the whole test split)
+    query_set_size: int = 2048  # demonstrations are drawn from this many training examples
+    batch_size: int = 8
+    precision: Literal["fp32", "amp_bf16"] = "amp_bf16"
+    device: Optional[Literal["cpu", "gpu"]] = None  # None: a GPU when there is one
+    out_dir: str = "eval_out"
+    variables: dict[str, Any] = field(default_factory=dict)  # free-form `${variables.x}` anchors, not passed on
+
+
+def parse(raw: dict) -> EvalConfig:
+    cfg = build_dataclass(EvalConfig, raw)
+    known = CAPTION_TASKS + VQA_TASKS
+    for task in cfg.tasks:
+        if task not in known:
+            raise ConfigError(f"tasks: unknown task {task!r}; known: {', '.join(known)}")
+        if task not in cfg.datasets:
+            raise ConfigError(f"tasks: {task} has no files under datasets.{task}")
+    cfg.datasets = {task: build_dataclass(CaptionData if task in CAPTION_TASKS else VQAData, cfg.datasets[task],
+                                          f"datasets.{task}") for task in cfg.tasks}
+    if any(k < 0 for k in cfg.shots) or cfg.batch_size < 1:
+        raise ConfigError(f"shots must be >= 0 and batch_size >= 1, got shots={cfg.shots}, batch_size={cfg.batch_size}")
+    return cfg

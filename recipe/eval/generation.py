@@ -1,0 +1,30 @@
+"""Batched few-shot generation as the reference's eval model runs it: left-padded prompts, each example's
+images in prompt order, beam search, the new tokens decoded without special tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+def generate(model, tokenizer, image_transform, texts: Sequence[str], images: Sequence[Sequence],
+             max_new_tokens: int, num_beams: int = 3, length_penalty: float = 0.0,
+             autocast_dtype: torch.dtype | None = None) -> list[str]:
+    """One continuation per prompt. `images[i]`: PIL images of prompt i, one per `<image>` in its text."""
+    device = next(model.parameters()).device
+    tokenizer.padding_side = "left"  # the prompt's end must touch the generated tokens
+    enc = tokenizer(list(texts), padding="longest", return_tensors="pt").to(device)
+    slots = max(len(imgs) for imgs in images)
+    pixels = [[image_transform(img) for img in imgs] for imgs in images]
+    vision_x = torch.zeros(len(texts), slots, *pixels[0][0].shape)
+    for i, row in enumerate(pixels):
+        for j, px in enumerate(row):
+            vision_x[i, j] = px
+    num_images = torch.tensor([len(imgs) for imgs in images], device=device)
+    with torch.inference_mode(), torch.autocast(device.type, dtype=autocast_dtype or torch.float32,
+                                                enabled=autocast_dtype is not None):
+        out = model.generate(vision_x.to(device), enc.input_ids, enc.attention_mask, num_images=num_images,
+                             max_new_tokens=max_new_tokens, min_new_tokens=0, num_beams=num_beams,
+                             length_penalty=length_penalty, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    return tokenizer.batch_decode(out[:, enc.input_ids.shape[1]:], skip_special_tokens=True)
