@@ -14,28 +14,6 @@ import sys
 from functools import partial
 
 
-def _splits(cfg) -> dict:
-    from recipe.eval.run import CAPTION_TASKS, Split
-    from recipe.eval.tasks.captioning import load_captions
-    from recipe.eval.tasks.vqa import load_vqa
-
-    splits = {}
-    for task in cfg.tasks:
-        d = cfg.datasets[task]
-        if task in CAPTION_TASKS:
-            train, test = (load_captions(task, d.annotations, split, d.image_dir, d.val_image_dir)
-                           for split in ("train", "test"))
-        else:
-            train = load_vqa(task, d.train_questions, d.train_image_dir, d.train_annotations)
-            test = load_vqa(task, d.test_questions, d.test_image_dir, d.test_annotations)
-        skipped = {f"{part}/{reason}": n for part, loaded in (("train", train), ("test", test))
-                   for reason, n in loaded.skipped.items()}
-        if not train.examples or not test.examples:
-            raise ValueError(f"{task}: no usable examples (skipped: {skipped or 'none'})")
-        splits[task] = Split(train.examples, test.examples, skipped)
-    return splits
-
-
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__.strip(), file=sys.stdout if argv else sys.stderr)
@@ -46,12 +24,12 @@ def main(argv: list[str]) -> int:
     from recipe.eval.checkpoints import load_model
     from recipe.eval.config import parse
     from recipe.eval.generation import generate
-    from recipe.eval.run import evaluate
+    from recipe.eval.run import evaluate, load_splits
     from recipe.hub import CheckpointNotFound
 
     try:
         cfg = parse(load_config(argv[0], argv[1:]))
-        splits = _splits(cfg)
+        splits = load_splits(cfg.tasks, cfg.datasets)
         model, tokenizer, transform = load_model(cfg.checkpoint, cfg.model)
     except (ConfigError, ValueError, CheckpointNotFound, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

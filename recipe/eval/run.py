@@ -42,6 +42,29 @@ class Split:
     skipped: dict[str, int]
 
 
+def load_splits(tasks: Sequence[str], datasets: dict) -> dict[str, Split]:
+    """Each task's demonstration pool and evaluated examples from its files (`recipe.eval.config` entries);
+    the examples skipped on reading are counted per split and reason."""
+    from recipe.eval.tasks.captioning import load_captions
+    from recipe.eval.tasks.vqa import load_vqa
+
+    splits = {}
+    for task in tasks:
+        d = datasets[task]
+        if task in CAPTION_TASKS:
+            train, test = (load_captions(task, d.annotations, split, d.image_dir, d.val_image_dir)
+                           for split in ("train", "test"))
+        else:
+            train = load_vqa(task, d.train_questions, d.train_image_dir, d.train_annotations)
+            test = load_vqa(task, d.test_questions, d.test_image_dir, d.test_annotations)
+        skipped = {f"{part}/{reason}": n for part, loaded in (("train", train), ("test", test))
+                   for reason, n in loaded.skipped.items()}
+        if not train.examples or not test.examples:
+            raise ValueError(f"{task}: no usable examples (skipped: {skipped or 'none'})")
+        splits[task] = Split(train.examples, test.examples, skipped)
+    return splits
+
+
 def _images(paths: Sequence[str]) -> list:
     from PIL import Image
 

@@ -1,0 +1,116 @@
+"""Evaluation speed: examples per second of `recipe.eval` few-shot runs (the reference's prompts, beam search 3,
+20 new tokens for captioning, 5 for VQA) on a random-init model of an OpenFlamingo shape, over a synthetic
+COCO-format set of realistic JPEGs; nothing downloaded.
+
+    python bench/eval_speed.py --shape of3b --json eval-of3b.json
+
+A random-init LM rarely emits <|endofchunk|>, so every example generates its full token budget: the slowest
+case of the real benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+    sys.path[0] = os.path.dirname(sys.path[0])  # run as a script: import bench.* and recipe.* from the root
+
+import torch
+
+
+def write_coco_set(root: str, n_train: int, n_test: int) -> dict:
+    """A Karpathy-format COCO split file over synthetic JPEGs, with VQA files over the same images."""
+    from bench.synthetic import jpeg_pool, pseudo_words
+
+    pool = jpeg_pool(64)
+    words = pseudo_words(2000)
+    images, questions, annotations = [], {"train2014": [], "val2014": []}, {"train2014": [], "val2014": []}
+    for i in range(n_train + n_test):
+        folder = "train2014" if i < n_train else "val2014"
+        os.makedirs(os.path.join(root, folder), exist_ok=True)
+        name = f"COCO_{folder}_{i:012d}.jpg"
+        with open(os.path.join(root, folder, name), "wb") as f:
+            f.write(pool[i % len(pool)][0])
+        text = " ".join(words[(i * 7 + j) % len(words)] for j in range(10))
+        images.append({"filepath": folder, "filename": name, "cocoid": i, "split": "train" if i < n_train else "test",
+                       "sentences": [{"raw": text}] * 5})
+        questions[folder].append({"image_id": i, "question": f"What is {words[i % len(words)]}?", "question_id": i})
+        annotations[folder].append({"question_id": i, "answers": [{"answer": words[i % 50]}] * 10})
+    with open(os.path.join(root, "dataset_coco.json"), "w") as f:
+        json.dump({"images": images}, f)
+    vqa = {}
+    for folder, part in (("train2014", "train"), ("val2014", "test")):
+        for kind, rows in (("questions", questions[folder]), ("annotations", annotations[folder])):
+            path = os.path.join(root, f"{part}_{kind}.json")
+            with open(path, "w") as f:
+                json.dump({kind: rows}, f)
+            vqa[f"{part}_{kind}"] = path
+        vqa[f"{part}_image_dir"] = os.path.join(root, folder)
+    return {"coco": {"annotations": os.path.join(root, "dataset_coco.json"),
+                     "image_dir": os.path.join(root, "train2014"), "val_image_dir": os.path.join(root, "val2014")},
+            "vqav2": vqa}
+
+
+def main(argv: list[str]) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--shape", choices=("of3b", "of9b", "tiny"), required=True)
+    p.add_argument("--shots", type=int, nargs="+", default=[0, 4])
+    p.add_argument("--num-samples", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--work-dir", default="/tmp/flamingo-eval-bench")
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+
+    from bench.throughput import SHAPES, shape_assets, versions
+    from recipe.builders import build_flamingo_model
+    from recipe.config import ModelConfig
+    from recipe.eval.config import parse
+    from recipe.eval.generation import generate
+    from recipe.eval.run import load_splits, run_task
+
+    lm_dir, tok_dir = shape_assets(args.work_dir, args.shape)
+    datasets = write_coco_set(os.path.join(args.work_dir, "coco"), 64, args.num_samples)
+    cfg = parse({"checkpoint": "-", "tasks": ["coco", "vqav2"], "datasets": datasets})
+    splits = load_splits(cfg.tasks, cfg.datasets)
+    model_cfg = ModelConfig(vision_name="ViT-L-14", vision_pretrained=None, lm_path=lm_dir, tokenizer_path=tok_dir,
+                            lm_random_init=True, cross_attn_every_n_layers=SHAPES[args.shape]["xattn_every"],
+                            frozen_dtype="fp32", compile_blocks=False, cuda_graphs=False)
+    model, tokenizer, transform = build_flamingo_model(model_cfg)
+    gpu = torch.cuda.is_available()
+    model.eval().to("cuda" if gpu else "cpu")
+    dtype = torch.bfloat16 if gpu else None
+
+    def run(texts, images, n):
+        return generate(model, tokenizer, transform, texts, images, max_new_tokens=n, autocast_dtype=dtype)
+
+    rows = []
+    for task in ("coco", "vqav2"):
+        for shots in args.shots:
+            run_task(task, splits[task], shots, 0, run, num_samples=args.batch_size, query_set_size=64,
+                     batch_size=args.batch_size)  # warm-up: allocator, kernels
+            if gpu:
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            _, predictions = run_task(task, splits[task], shots, 42, run, num_samples=args.num_samples,
+                                      query_set_size=64, batch_size=args.batch_size)
+            if gpu:
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - t0
+            rows.append({"task": task, "shots": shots, "examples": len(predictions), "seconds": round(seconds, 2),
+                         "examples_per_s": round(len(predictions) / seconds, 2)})
+            print(json.dumps(rows[-1]), flush=True)
+    result = {"gpu": torch.cuda.get_device_name() if gpu else "cpu", "shape": args.shape,
+              "batch_size": args.batch_size, "command": " ".join(sys.argv), "versions": versions(), "runs": rows,
+              "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1) if gpu else None}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
