@@ -808,28 +808,33 @@ def convert(spec_module: str, inputs: Iterable[str], output: str, *, workers: in
 
 
 def _settle_existing(out: Output, converter: str, urls: list[str], mode: str) -> list[str]:
-    """The inputs to convert, given what the output root already holds (see `convert`'s `existing`)."""
+    """The inputs to convert, given what the output root already holds (see `convert`'s `existing`). Markers
+    hold every key of their unit, so only those of units this run does not name are read."""
     if mode not in ("refuse", "overwrite", "append"):
         raise ValueError(f"existing={mode!r}: use refuse, overwrite or append")
-    ours = {unit_id(u) for u in urls}
-    markers = {u: out.read_json(f"parts/{u}/{MARKER}") or {} for u in out.done_units()}
+    done = out.done_units()
+    if not done:
+        return urls
     report = out.read_json(REPORT) or {}
-    before = report.get("converter") or next((m["converter"] for m in markers.values() if "converter" in m), None)
+
+    def marker(unit: str) -> dict:
+        return out.read_json(f"parts/{unit}/{MARKER}") or {}
+
+    before = report.get("converter") or marker(next(iter(done))).get("converter")
     other_converter = before is not None and before != converter
-    foreign = {u: m for u, m in markers.items() if other_converter or u not in ours}
+    foreign = sorted(done if other_converter else done - {unit_id(u) for u in urls})
     if not foreign:
-        return urls  # empty, or this run's own units: resume
+        return urls  # this run's own units: resume
     if mode == "overwrite":
         for unit in foreign:
             out.remove_unit(unit)
         return urls
     if mode == "append" and not other_converter:
-        earlier = report.get("inputs") or sorted(m["input"] for m in foreign.values() if "input" in m)
+        earlier = report.get("inputs") or [marker(u)["input"] for u in foreign if "input" in marker(u)]
         return list(dict.fromkeys([*earlier, *urls]))
     what = f"a {before} conversion" if other_converter else f"{len(foreign)} input(s) this run does not name"
-    raise ValueError(f"--output {out.url} already holds {what} (e.g. "
-                     f"{next(iter(foreign.values())).get('input', next(iter(foreign)))}); pass --overwrite to "
-                     f"replace it{'' if other_converter else ', or --append to add these inputs to it'}")
+    raise ValueError(f"--output {out.url} already holds {what} (e.g. {marker(foreign[0]).get('input', foreign[0])});"
+                     f" pass --overwrite to replace it{'' if other_converter else ', or --append to add these inputs to it'}")
 
 
 def _keep_keys(marker: dict, keep: bool) -> dict:
