@@ -6,8 +6,9 @@ Flamingo on CPU with recipe/train.py -> loss curves, captions and a grounding ch
 The images are coloured shapes and every caption says what the image shows ("a red circle on the
 left"), so the text is only predictable from the image. The LM is first taught the captions' language
 (text only), then frozen; Flamingo training must teach the cross-attention to read the colours, shapes
-and positions. The grounding check compares held-out loss with the true images against the same
-captions with the images shuffled across samples.
+and positions. The grounding checks compare, on held-out images, the loss with the true images against the same
+captions with the images shuffled across samples, and the CIDEr of generated captions (recipe.eval's metric)
+with the true images against the images shuffled.
 """
 
 from __future__ import annotations
@@ -176,7 +177,7 @@ def teach_lm_language(lm_dir: str, tokenizer_dir: str, steps: int = 200, seed: i
 
 
 def prepare(out: str, *, laion: int = 2000, mmc4_docs: int = 600, heldout: int = 128, seed: int = 0,
-            lm_family: str = "mpt", teach_steps: int = 200, log=print) -> dict:
+            lm_family: str = "mpt", teach_steps: int = 200, heldout_images: int = 24, log=print) -> dict:
     """Build the raw corpus, convert it to MDS with convert/, and write the offline model assets.
     Returns the paths the demo config refers to."""
     from convert.laion_to_mds import convert_laion
@@ -201,12 +202,12 @@ def prepare(out: str, *, laion: int = 2000, mmc4_docs: int = 600, heldout: int =
         log(f"[demo] convert {r['converter']}: {r['samples_written']} samples, {r['rejected_total']} rejected "
             f"-> {os.path.relpath(r['output'])}")
 
-    # A few held-out images as plain files, for the captions callback and the generations table.
+    # Held-out images as plain files, for the captions callback, the generations table and the CIDEr check.
     rng = np.random.default_rng(seed + 4)
     image_dir = os.path.join(out, "heldout_images")
     os.makedirs(image_dir, exist_ok=True)
     samples = []
-    for i in range(6):
+    for i in range(heldout_images):
         scene = random_scene(rng)
         path = os.path.join(image_dir, f"{i}.png")
         draw(*scene, rng).save(path)
@@ -251,6 +252,26 @@ def grounding_check(trainer, eval_batches) -> tuple[float, float]:
                     sums[mode] += shifted_token_mean_ce(logits, b["labels"]).item() * n
                 tokens += n
     return sums["true"] / tokens, sums["shuffled"] / tokens
+
+
+def captioning_gap(flamingo, tokenizer, transform, samples: list[tuple[str, str]]) -> tuple[float, float]:
+    """CIDEr x100 (recipe.eval's metric) of captions generated for held-out images against their true captions:
+    with the true images, and with the images rolled by one (each prompt sees another sample's image)."""
+    from PIL import Image
+
+    from recipe.eval.generation import generate
+    from recipe.eval.metrics.cider import cider_d
+    from recipe.eval.metrics.ptb_tokenize import ptb_tokenize
+
+    images = [[Image.open(path).convert("RGB")] for path, _ in samples]
+    references = {i: [ptb_tokenize(text)] for i, (_, text) in enumerate(samples)}
+    scores = []
+    for shown in (images, images[1:] + images[:1]):
+        # greedy: beam search without a length penalty prefers this small model's immediate <|endofchunk|>
+        outputs = generate(flamingo, tokenizer, transform, ["<image>"] * len(shown), shown, max_new_tokens=12,
+                           num_beams=1)
+        scores.append(100.0 * cider_d({i: ptb_tokenize(o) for i, o in enumerate(outputs)}, references)[0])
+    return scores[0], scores[1]
 
 
 def plot_losses(jsonl: str, sources: list[str], path: str) -> None:
@@ -315,6 +336,7 @@ def run(out: str = "demo_out", steps: int = 800, seed: int = 0, log=print) -> di
     true_loss, shuffled_loss = grounding_check(trainer, batches)
     gen = CaptionSamples([p for p, _ in paths["samples"]], tokenizer, transform, max_new_tokens=12)
     captions = gen.generate(trainer.state)
+    true_cider, shuffled_cider = captioning_gap(flamingo.eval(), tokenizer, transform, paths["samples"])
     flamingo.train()
 
     os.makedirs(out, exist_ok=True)
@@ -324,7 +346,9 @@ def run(out: str = "demo_out", steps: int = 800, seed: int = 0, log=print) -> di
     exact = sum(r["generated"].rstrip(".") == r["truth"] for r in rows)
     result = {"steps": steps, "train_seconds": round(train_s, 1), "total_seconds": round(time.time() - start, 1),
               "heldout_loss_true_images": round(true_loss, 4), "heldout_loss_shuffled_images": round(shuffled_loss, 4),
-              "grounding_gap": round(shuffled_loss - true_loss, 4), "generations": rows,
+              "grounding_gap": round(shuffled_loss - true_loss, 4),
+              "heldout_cider_true_images": round(true_cider, 2), "heldout_cider_shuffled_images": round(shuffled_cider, 2),
+              "generations": rows,
               "exact_generations": exact, "metrics_jsonl": jsonl}
     with open(os.path.join(out, "generations.md"), "w") as f:
         f.write("| image | true caption | generated |\n|---|---|---|\n")
@@ -338,8 +362,10 @@ def run(out: str = "demo_out", steps: int = 800, seed: int = 0, log=print) -> di
     log(f"held-out loss, true images:     {true_loss:.3f}")
     log(f"held-out loss, shuffled images: {shuffled_loss:.3f}   (gap {shuffled_loss - true_loss:+.3f}: "
         f"{'the model uses the images' if shuffled_loss - true_loss > 0.1 else 'NO clear use of the images'})")
-    log(f"generations on held-out images ({exact}/{len(rows)} exact):")
-    for r in rows:
+    log(f"held-out CIDEr, true images: {true_cider:.1f}; shuffled images: {shuffled_cider:.1f}   (gap "
+        f"{true_cider - shuffled_cider:+.1f}, {len(rows)} images, recipe.eval's CIDEr-D)")
+    log(f"generations on held-out images ({exact}/{len(rows)} exact; the first 6):")
+    for r in rows[:6]:
         log(f"  {os.path.basename(r['image']):6s} truth: {r['truth']:28s} generated: {r['generated']}")
     log(f"outputs: {out}/loss_curves.png, {out}/generations.md, {out}/summary.json, {jsonl}")
     log("=" * 72)

@@ -24,7 +24,8 @@ def generate(model, tokenizer, image_transform, texts: Sequence[str], images: Se
     num_images = torch.tensor([len(imgs) for imgs in images], device=device)
     with torch.inference_mode(), torch.autocast(device.type, dtype=autocast_dtype or torch.float32,
                                                 enabled=autocast_dtype is not None):
+        beams = {"num_beams": num_beams, "length_penalty": length_penalty} if num_beams > 1 else {}
         out = model.generate(vision_x.to(device), enc.input_ids, enc.attention_mask, num_images=num_images,
-                             max_new_tokens=max_new_tokens, min_new_tokens=0, num_beams=num_beams,
-                             length_penalty=length_penalty, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+                             max_new_tokens=max_new_tokens, min_new_tokens=0, do_sample=False,
+                             pad_token_id=tokenizer.pad_token_id, **beams)
     return tokenizer.batch_decode(out[:, enc.input_ids.shape[1]:], skip_special_tokens=True)
