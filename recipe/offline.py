@@ -89,7 +89,9 @@ def register_tiny_vision(out_dir: str, name: str = "tiny-vit", image_size: int =
     }
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, f"{name}.json")
-    with open(path, "w") as f:
+    tmp = f"{path}.{os.getpid()}.tmp"  # processes registering the same model never read a half-written file
+    with open(tmp, "w") as f:
         json.dump(cfg, f)
+    os.replace(tmp, path)
     open_clip.add_model_config(path)
     return name
