@@ -40,7 +40,8 @@ def main(argv: list[str]) -> int:
     run = partial(generate, model, tokenizer, transform, autocast_dtype=dtype)
     evaluate(splits, cfg.shots, cfg.seeds, lambda texts, images, n: run(texts, images, max_new_tokens=n),
              cfg.out_dir, num_samples=cfg.num_samples, query_set_size=cfg.query_set_size,
-             batch_size=cfg.batch_size, log=lambda line: print(line, file=sys.stderr, flush=True))
+             batch_size=cfg.batch_size, published=cfg.published,
+             log=lambda line: print(line, file=sys.stderr, flush=True))
     return 0
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
 from recipe.config import ConfigError, build_dataclass
+from recipe.eval.published import TABLE_11
 from recipe.eval.run import CAPTION_TASKS, VQA_TASKS
 
 
@@ -43,6 +44,8 @@ class EvalConfig:
     precision: Literal["fp32", "amp_bf16"] = "amp_bf16"
     device: Optional[Literal["cpu", "gpu"]] = None  # None: a GPU when there is one
     out_dir: str = "eval_out"
+    # Print this released model's paper scores beside ours in results.md (recipe.eval.published); null: none.
+    published: Optional[str] = None
     variables: dict[str, Any] = field(default_factory=dict)  # free-form `${variables.x}` anchors, not passed on
 
 
@@ -56,6 +59,8 @@ def parse(raw: dict) -> EvalConfig:
             raise ConfigError(f"tasks: {task} has no files under datasets.{task}")
     cfg.datasets = {task: build_dataclass(CaptionData if task in CAPTION_TASKS else VQAData, cfg.datasets[task],
                                           f"datasets.{task}") for task in cfg.tasks}
+    if cfg.published is not None and cfg.published not in TABLE_11:
+        raise ConfigError(f"published: unknown model {cfg.published!r}; known: {', '.join(TABLE_11)}")
     if any(k < 0 for k in cfg.shots) or cfg.batch_size < 1:
         raise ConfigError(f"shots must be >= 0 and batch_size >= 1, got shots={cfg.shots}, batch_size={cfg.batch_size}")
     return cfg

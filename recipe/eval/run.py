@@ -124,7 +124,7 @@ def run_task(task: str, split: Split, shots: int, seed: int, generate: Callable,
 
 def evaluate(splits: dict[str, Split], shots: Sequence[int], seeds: Sequence[int], generate: Callable,
              out_dir: str, *, num_samples: int | None, query_set_size: int, batch_size: int,
-             log: Callable[[str], None] = print) -> list[Score]:
+             published: str | None = None, log: Callable[[str], None] = print) -> list[Score]:
     """Every task x shots x seed; writes predictions and results.json under `out_dir` as each finishes."""
     os.makedirs(out_dir, exist_ok=True)
     scores: list[Score] = []
@@ -143,7 +143,7 @@ def evaluate(splits: dict[str, Split], shots: Sequence[int], seeds: Sequence[int
         log(f"[eval {done + 1}/{len(runs)}] {task} {k}-shot seed {seed}: {score:.2f} "
             f"({len(predictions)} examples, {time.time() - t0:.1f}s; ETA {eta:.0f}s)")
     with open(os.path.join(out_dir, "results.md"), "w") as f:
-        f.write(markdown(scores))
+        f.write(markdown(scores, published))
     return scores
 
 
@@ -157,10 +157,21 @@ def summarize(scores: Sequence[Score]) -> list[dict]:
             for (t, k), v in groups.items()]
 
 
-def markdown(scores: Sequence[Score]) -> str:
-    rows = ["| task | shots | score (mean ± std over seeds) | seeds |", "|---|---|---|---|"]
-    rows += [f"| {r['task']} | {r['shots']} | {r['mean']:.2f} ± {r['std']:.2f} | {r['seeds']} |"
-             for r in summarize(scores)]
+def markdown(scores: Sequence[Score], published: str | None = None) -> str:
+    """The summary as a table; with `published` (a model of `recipe.eval.published`), its paper scores beside."""
+    from recipe.eval.published import published_score
+
+    head = "| task | shots | score (mean ± std over seeds) | seeds |"
+    rule = "|---|---|---|---|"
+    if published:
+        head, rule = head + f" {published} (paper) |", rule + "---|"
+    rows = [head, rule]
+    for r in summarize(scores):
+        row = f"| {r['task']} | {r['shots']} | {r['mean']:.2f} ± {r['std']:.2f} | {r['seeds']} |"
+        if published:
+            paper = published_score(published, r["task"], r["shots"])
+            row += f" {'-' if paper is None else f'{paper:.1f}'} |"
+        rows.append(row)
     return "\n".join(rows) + "\n"
 
 

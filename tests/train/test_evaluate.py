@@ -60,7 +60,8 @@ def _evaluate(tmp_path, checkpoint, datasets, out, *extra):
     config = tmp_path / "eval.yaml"
     config.write_text(json.dumps({"checkpoint": checkpoint, "tasks": ["coco", "vqav2"], "datasets": datasets,
                                   "shots": [0, 2], "seeds": [1, 2], "num_samples": 4, "query_set_size": 8,
-                                  "batch_size": 2, "precision": "fp32", "device": "cpu", "out_dir": str(out)}))
+                                  "batch_size": 2, "precision": "fp32", "device": "cpu", "out_dir": str(out),
+                                  "published": "OpenFlamingo-9B"}))
     return subprocess.run([PYTHON, "-m", "recipe.eval", str(config), *extra], cwd=REPO, capture_output=True,
                           text=True)
 
@@ -77,7 +78,10 @@ def test_evaluates_a_trained_checkpoint(trained_checkpoint, tmp_path):
         {(t, k, 2) for t in ("coco", "vqav2") for k in (0, 2)}
     preds = json.loads((tmp_path / "out" / "predictions_vqav2_2shot_seed1.json").read_text())
     assert len(preds) == 4 and all({"question_id", "answer"} <= set(p) for p in preds)
-    assert "| coco | 0 |" in (tmp_path / "out" / "results.md").read_text()
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert "OpenFlamingo-9B (paper) |" in table.splitlines()[0]
+    assert table.splitlines()[2].startswith("| coco | 0 |") and table.splitlines()[2].endswith("| 79.5 |")
+    assert "| vqav2 | 2 |" in table and table.rstrip().endswith("| - |")  # the paper has no 2-shot column
     assert "[eval 8/8]" in proc.stderr and "ETA" in proc.stderr
 
     # Same seeds, same demonstrations, same model: the same predictions and scores.
