@@ -830,7 +830,7 @@ def _settle_existing(out: Output, converter: str, urls: list[str], mode: str) ->
             out.remove_unit(unit)
         return urls
     if mode == "append" and not other_converter:
-        earlier = report.get("inputs") or [marker(u)["input"] for u in foreign if "input" in marker(u)]
+        earlier = report.get("inputs") or [m["input"] for m in map(marker, foreign) if "input" in m]
         return list(dict.fromkeys([*earlier, *urls]))
     what = f"a {before} conversion" if other_converter else f"{len(foreign)} input(s) this run does not name"
     raise ValueError(f"--output {out.url} already holds {what} (e.g. {marker(foreign[0]).get('input', foreign[0])});"

@@ -109,6 +109,22 @@ def test_evaluates_a_trained_checkpoint(trained_checkpoint, tmp_path):
     assert skipped["vqav2"] == {"test/no_annotation": 1, "test/missing_image": 1}
 
 
+def test_shipped_yaml_and_readme_command_validate():
+    """yamls/eval.yaml as shipped, and with the README's overrides, passes the schema."""
+    from recipe.eval.config import parse
+
+    cfg = parse(load_config(os.path.join(REPO, "yamls", "eval.yaml")))
+    assert cfg.tasks == ["coco", "vqav2"] and cfg.published == "OpenFlamingo-3B"
+    cfg = parse(load_config(os.path.join(REPO, "yamls", "eval.yaml"), [
+        "variables.data=/data/eval", "checkpoint=runs/openflamingo-3b/checkpoints/latest-rank0.pt",
+        "tasks=[coco,vqav2]", "shots=[0,4]"]))
+    assert cfg.shots == [0, 4] and cfg.datasets["coco"].annotations == "/data/eval/coco/dataset_coco.json"
+    cfg = parse(load_config(os.path.join(REPO, "yamls", "eval.yaml"), [  # docs/EVALUATION.md's Table 11 command
+        "tasks=[coco,flickr,vqav2,ok_vqa,textvqa,vizwiz]", "shots=[0,4,8,16,32]", "seeds=[42,43,44]",
+        "num_samples=null"]))
+    assert len(cfg.datasets) == 6 and cfg.num_samples is None
+
+
 def test_help_and_config_errors(tmp_path):
     proc = subprocess.run([PYTHON, "-m", "recipe.eval", "--help"], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0 and "python -m recipe.eval" in proc.stdout
