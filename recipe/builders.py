@@ -144,7 +144,7 @@ def build_algorithms(cfg: TrainConfig) -> list:
 
 
 def build_callbacks(cfg: CallbacksConfig, tokenizer, image_transform, on_gpu: bool, console: bool,
-                    train_spec) -> list:
+                    train_spec, spike_history: Optional[list] = None) -> list:
     from recipe.captions import CaptionSamples
     from recipe.rejections import RejectionCounter
     from recipe.scheduled_gc import ScheduledGC
@@ -166,7 +166,45 @@ def build_callbacks(cfg: CallbacksConfig, tokenizer, image_transform, on_gpu: bo
         callbacks.append(CaptionSamples(c.images, tokenizer, image_transform, interval=c.interval, prompt=c.prompt,
                                         max_new_tokens=c.max_new_tokens, num_beams=c.num_beams,
                                         print_to_console=console))
+    if cfg.spike_guard is not None:
+        from recipe.callbacks.spike_guard import SpikeGuard
+
+        callbacks.append(SpikeGuard(**vars(cfg.spike_guard), history=spike_history))
     return callbacks
+
+
+def data_signature(cfg: DataConfig, world_size: int) -> dict[str, Any]:
+    """What a resumed run's data order depends on: per source its global batch, streams and shaping
+    (not the loss multiplier, nor cache settings)."""
+    import dataclasses
+
+    def source(src) -> dict[str, Any]:
+        d = dataclasses.asdict(src)
+        for key in ("batch_size", "loss_multiplier", "predownload", "cache_limit"):
+            d.pop(key)
+        d["streams"] = {n: {k: v for k, v in st.items() if k != "local"} for n, st in d["streams"].items()}
+        return {"global_batch": src.batch_size * world_size, **d}
+
+    return {name: source(src) for name, src in cfg.sources.items()}
+
+
+def build_checkpoint_saver(cfg: TrainConfig, signature: dict[str, Any], raw_config: dict[str, Any]):
+    """Composer's saver as `Trainer(save_folder=...)` would build it, writing a manifest beside every
+    checkpoint (recipe/checkpoints/saver.py)."""
+    from composer.utils import parse_uri
+
+    from recipe.checkpoints.manifest import config_hash
+    from recipe.checkpoints.saver import VerifiedCheckpointSaver
+
+    filename, latest = "ep{epoch}-ba{batch}-rank{rank}.pt", "latest-rank{rank}.pt"
+    remote_dir = parse_uri(cfg.save_folder)[2]
+    return VerifiedCheckpointSaver(
+        folder=cfg.save_folder, filename=filename,
+        remote_file_name=os.path.join(remote_dir, filename) if remote_dir else filename,
+        latest_filename=latest, latest_remote_file_name=os.path.join(remote_dir, latest) if remote_dir else latest,
+        overwrite=cfg.save_overwrite or cfg.autoresume, save_interval=cfg.save_interval,
+        num_checkpoints_to_keep=cfg.save_num_checkpoints_to_keep,
+        signature=signature, config_sha256=config_hash(redact(raw_config)))
 
 
 def build_loggers(cfg: LoggersConfig, run_name: str, raw_config: dict[str, Any]) -> list:

@@ -198,6 +198,17 @@ class ScheduledGCConfig:
 
 
 @dataclass
+class SpikeGuardConfig:
+    """Roll back to the newest verified checkpoint when the global loss is NaN/Inf or above `factor` x the
+    median of the last `window` steps, skipping the `skip_batches` batches ending at the spike
+    (recipe/callbacks/spike_guard.py); after `max_rollbacks` spikes the run stops with a report."""
+    window: int = 100
+    factor: float = 3.0
+    skip_batches: int = 1
+    max_rollbacks: int = 3
+
+
+@dataclass
 class CallbacksConfig:
     speed_monitor: Optional[SpeedMonitorConfig] = field(default_factory=SpeedMonitorConfig)
     lr_monitor: bool = True
@@ -205,6 +216,7 @@ class CallbacksConfig:
     runtime_estimator: bool = True
     scheduled_gc: Optional[ScheduledGCConfig] = None
     captions: Optional[CaptionsConfig] = None
+    spike_guard: Optional[SpikeGuardConfig] = None
 
 
 @dataclass
@@ -257,6 +269,9 @@ class TrainConfig:
     autoresume: bool = False
     load_path: Optional[str] = None
     load_weights_only: bool = True
+    # Resuming from a checkpoint written with another global batch, source set or sequence shaping stops the
+    # run (its data order would not continue); true resumes anyway.
+    allow_data_change_on_resume: bool = False
     log_to_console: bool = True
     console_log_interval: str = "10ba"
     progress_bar: bool = False
@@ -521,17 +536,34 @@ def validate(raw: dict) -> TrainConfig:
                               "(number of nodes)")
     if cfg.autoresume and cfg.save_folder is None:
         raise ConfigError("autoresume: needs save_folder (where the run's checkpoints live)")
+    world = _launched_world_size()
+    for name, src in cfg.train_data.sources.items():
+        if src.epoch_size is not None and src.epoch_size < src.batch_size * world:
+            raise ConfigError(f"train_data.sources.{name}.epoch_size={src.epoch_size}: holds no full global batch "
+                              f"({world} process(es) x batch_size {src.batch_size} = {src.batch_size * world})")
+    guard = cfg.callbacks.spike_guard
+    if guard is not None:
+        if not cfg.autoresume:
+            raise ConfigError("callbacks.spike_guard: rolls back to the run's own checkpoints; needs autoresume=true "
+                              "and a save_folder")
+        if guard.window < 1 or guard.factor <= 1 or guard.skip_batches < 1 or guard.max_rollbacks < 0:
+            raise ConfigError(f"callbacks.spike_guard: need window >= 1, factor > 1, skip_batches >= 1, "
+                              f"max_rollbacks >= 0; got {vars(guard)}")
     if cfg.save_num_checkpoints_to_keep == 0 and (cfg.save_folder is None or "://" not in cfg.save_folder):
         raise ConfigError("save_num_checkpoints_to_keep: 0 keeps no local checkpoint; use it only with a "
                           "remote save_folder")
     return cfg
 
 
+def _launched_world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))  # set by the composer launcher before validation runs
+
+
 def _resolve_auto(cfg: TrainConfig, device: str, fsdp: bool, one_microbatch: bool) -> None:
     """Replace `auto` model settings by the fastest safe choice for this device, GPU count and parallelism
     (docs/PERFORMANCE.md measured each); `cfg.auto_choices` records what was chosen."""
     m = cfg.model
-    world = int(os.environ.get("WORLD_SIZE", "1"))  # set by the composer launcher before validation runs
+    world = _launched_world_size()
     gpu = device == "gpu"
     rules = {
         "frozen_dtype": lambda: "bf16" if cfg.precision == "amp_bf16" else "fp32",

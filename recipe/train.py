@@ -16,13 +16,55 @@ if __name__ == "__main__" and sys.path and os.path.abspath(sys.path[0]) == os.pa
     # could shadow top-level packages; the package itself is installed.
     sys.path.pop(0)
 
+from recipe.callbacks.spike_guard import SpikeDetected, SpikeGuardExhausted  # noqa: E402
+from recipe.checkpoints.resume import ResumeError  # noqa: E402
 from recipe.config import ConfigError, TrainConfig, load_config, validate  # noqa: E402
 from recipe.hub import CheckpointNotFound  # noqa: E402
+from recipe.preflight import PreflightError, check_urls  # noqa: E402
 
 
-def build_trainer(raw_config: dict):
-    """Validate `raw_config` (a resolved plain dict) and build the `composer.Trainer` it describes."""
+def _resume_point(cfg: TrainConfig, signature: dict, spike_history: list | None) -> tuple[str | None, bool]:
+    """(load_path, weights_only): the run's newest verified checkpoint when autoresume finds one (rank 0
+    decides, every rank gets its answer), else `load_path` as configured. After a spike, the checkpoint is
+    one from before it, and the spike's skip window starts no earlier than that checkpoint."""
+    from composer.utils import dist, format_name_with_dist
+
+    from recipe.checkpoints.manifest import checkpoint_batch
+    from recipe.checkpoints.resume import find_resume_checkpoint
+
+    if not cfg.autoresume:
+        return cfg.load_path, cfg.load_weights_only
+    pending = spike_history[-1] if spike_history and "skip" not in spike_history[-1] else None
+    answer: list = [None]
+    if dist.get_global_rank() == 0:
+        try:
+            answer[0] = find_resume_checkpoint(
+                format_name_with_dist(cfg.save_folder, cfg.run_name), signature=signature,
+                allow_data_change=cfg.allow_data_change_on_resume,
+                before_batch=None if pending is None else pending["batch"] + 1,
+                log=lambda line: print(line, file=sys.stderr, flush=True))
+        except ResumeError as e:
+            answer[0] = e
+    dist.broadcast_object_list(answer, src=0)
+    if isinstance(answer[0], ResumeError):
+        raise answer[0]
+    found = answer[0]
+    if pending is not None:
+        start = checkpoint_batch(os.path.basename(found)) if found else 0
+        pending["skip"] = [max(start, pending["batch"] - cfg.callbacks.spike_guard.skip_batches + 1), pending["batch"]]
+        if dist.get_global_rank() == 0:
+            print(f"spike guard: rolled back to {os.path.basename(found) if found else 'the start'}; batches "
+                  f"{pending['skip'][0]}-{pending['skip'][1]} will be drawn but not trained on", file=sys.stderr,
+                  flush=True)
+    return (found, False) if found else (cfg.load_path, cfg.load_weights_only)
+
+
+def build_trainer(raw_config: dict, spike_history: list | None = None):
+    """Validate `raw_config` (a resolved plain dict) and build the `composer.Trainer` it describes.
+    `spike_history`: the spike guard's record when rebuilding after a rollback."""
     cfg: TrainConfig = validate(raw_config)
+    if spike_history is None:  # a rollback rebuilds with URLs already checked
+        check_urls(cfg)
 
     from composer import Trainer
     from composer.utils import dist, get_device, reproducibility
@@ -37,6 +79,9 @@ def build_trainer(raw_config: dict):
     if cfg.auto_choices and dist.get_global_rank() == 0:
         chosen = ", ".join(f"{k}={str(v).lower()}" for k, v in cfg.auto_choices.items())
         print(f"auto settings ({device.name}, {dist.get_world_size()} process(es)): {chosen}", file=sys.stderr, flush=True)
+
+    signature = builders.data_signature(cfg.train_data, dist.get_world_size())
+    load_path, load_weights_only = _resume_point(cfg, signature, spike_history)
 
     flamingo, tokenizer, image_transform = builders.build_flamingo_model(cfg.model)
     if cfg.activation_checkpointing:
@@ -61,7 +106,8 @@ def build_trainer(raw_config: dict):
         step_schedulers_every_batch=True,
         algorithms=builders.build_algorithms(cfg),
         callbacks=builders.build_callbacks(cfg.callbacks, tokenizer, image_transform, on_gpu, cfg.log_to_console,
-                                           train_spec),
+                                           train_spec, spike_history)
+        + ([] if cfg.save_folder is None else [builders.build_checkpoint_saver(cfg, signature, raw_config)]),
         loggers=builders.build_loggers(cfg.loggers, cfg.run_name, raw_config),
         device=device,
         precision=cfg.precision,
@@ -69,14 +115,9 @@ def build_trainer(raw_config: dict):
         parallelism_config=None if fsdp is None else {"fsdp": vars(fsdp).copy()},
         seed=cfg.seed,
         dist_timeout=cfg.dist_timeout,
-        save_folder=cfg.save_folder,
-        save_interval=cfg.save_interval,
-        save_num_checkpoints_to_keep=cfg.save_num_checkpoints_to_keep,
-        # Checkpoints newer than `latest` are leftovers of the interrupted attempt; let them be replaced.
-        save_overwrite=cfg.save_overwrite or cfg.autoresume,
-        autoresume=cfg.autoresume,
-        load_path=cfg.load_path,
-        load_weights_only=cfg.load_weights_only,
+        # Saving: the VerifiedCheckpointSaver callback. Resuming: `_resume_point` picked the checkpoint.
+        load_path=load_path,
+        load_weights_only=load_weights_only,
         log_to_console=cfg.log_to_console,
         console_log_interval=cfg.console_log_interval,
         progress_bar=cfg.progress_bar,
@@ -84,10 +125,21 @@ def build_trainer(raw_config: dict):
 
 
 def main(raw_config: dict):
-    """Build the trainer, train to `max_duration`, return the trainer."""
-    trainer = build_trainer(raw_config)
-    trainer.fit()
-    return trainer
+    """Build the trainer, train to `max_duration`, return the trainer. A spike-guard rollback rebuilds the
+    trainer from the newest verified checkpoint before the spike and trains on."""
+    spike_history = None
+    while True:
+        trainer = build_trainer(raw_config, spike_history)
+        try:
+            trainer.fit()
+            return trainer
+        except SpikeDetected as spike:
+            from composer.utils import dist
+
+            if dist.get_global_rank() == 0:
+                print(f"spike guard: {spike}; rolling back", file=sys.stderr, flush=True)
+            trainer.close()
+            spike_history = spike.history
 
 
 def cli(argv: list[str]) -> int:
@@ -102,9 +154,15 @@ def cli(argv: list[str]) -> int:
         return 2
     try:
         main(raw)
-    except CheckpointNotFound as e:  # a released checkpoint named by Hub id that cannot be fetched
+    except PreflightError as e:
+        print(f"preflight: {e}", file=sys.stderr)
+        return 2
+    except (CheckpointNotFound, ResumeError) as e:  # a released checkpoint missing; no safe checkpoint to resume
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except SpikeGuardExhausted as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
