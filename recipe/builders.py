@@ -196,12 +196,14 @@ def build_checkpoint_saver(cfg: TrainConfig, signature: dict[str, Any], raw_conf
     from recipe.checkpoints.manifest import config_hash
     from recipe.checkpoints.saver import VerifiedCheckpointSaver
 
-    filename, latest = "ep{epoch}-ba{batch}-rank{rank}.pt", "latest-rank{rank}.pt"
+    filename = "ep{epoch}-ba{batch}-rank{rank}.pt"
     remote_dir = parse_uri(cfg.save_folder)[2]
     return VerifiedCheckpointSaver(
         folder=cfg.save_folder, filename=filename,
         remote_file_name=os.path.join(remote_dir, filename) if remote_dir else filename,
-        latest_filename=latest, latest_remote_file_name=os.path.join(remote_dir, latest) if remote_dir else latest,
+        # Resuming lists the folder; a remote `latest` pointer would only add an upload that waits for the
+        # checkpoint's own (30 s retries at the end of training).
+        latest_filename="latest-rank{rank}.pt", latest_remote_file_name=None,
         overwrite=cfg.save_overwrite or cfg.autoresume, save_interval=cfg.save_interval,
         num_checkpoints_to_keep=cfg.save_num_checkpoints_to_keep,
         signature=signature, config_sha256=config_hash(redact(raw_config)))

@@ -61,20 +61,21 @@ def _check_s3(key: str, url: str, bucket: str, prefix: str, expect: str) -> None
     client = session.client("s3", endpoint_url=os.environ.get("S3_ENDPOINT_URL") or None,
                             config=Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 2}))
     try:
+        try:
+            client.head_bucket(Bucket=bucket)
+        except ClientError as e:  # HEAD answers carry only the status
+            status = e.response.get("Error", {}).get("Code", "")
+            raise PreflightError(f"{key}: {url}: " + {"404": "the bucket does not exist",
+                                                       "403": "access denied to the bucket"}.get(status, status)) from None
         if expect == "mds":
             index = f"{prefix}/index.json" if prefix else "index.json"
             if not _exists(client, bucket, index):
                 raise PreflightError(f"{key}: {url}: no index.json there (an MDS folder written by convert/ has one)")
-        elif expect == "file":
-            listed = client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
-            if not listed.get("KeyCount"):
-                raise PreflightError(f"{key}: {url}: no such object")
-        else:
-            client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
+        elif expect == "file" and not client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1).get("KeyCount"):
+            raise PreflightError(f"{key}: {url}: no such object")
     except ClientError as e:
         code = e.response.get("Error", {}).get("Code", "")
-        why = {"NoSuchBucket": "the bucket does not exist", "AccessDenied": "access denied",
-               "InvalidAccessKeyId": "the access key is not valid",
+        why = {"AccessDenied": "access denied", "InvalidAccessKeyId": "the access key is not valid",
                "SignatureDoesNotMatch": "the secret key does not match the access key"}.get(code, code or str(e))
         raise PreflightError(f"{key}: {url}: {why}") from None
     except BotoCoreError as e:

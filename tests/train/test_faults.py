@@ -11,6 +11,7 @@ import pytest
 
 from recipe.config import ConfigError, load_config, validate
 from recipe.jsonl_logger import read_metrics
+from recipe.preflight import PreflightError, check_urls
 from tests.train.conftest import DEMO_YAML, PYTHON, REPO, run_train
 
 LOSS = "loss/train/total"
@@ -168,3 +169,65 @@ def test_epoch_size_is_checked_against_the_launched_world_size(overrides, monkey
     with pytest.raises(ConfigError, match=r"train_data.sources.mmc4.epoch_size=9: holds no full global batch "
                                           r"\(2 process\(es\) x batch_size 8 = 16\)"):
         validate(raw)
+
+
+def _upload_tree(client, root: str, bucket: str, prefix: str):
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            path = os.path.join(dirpath, f)
+            client.upload_file(path, bucket, f"{prefix}/{os.path.relpath(path, root)}")
+
+
+def test_preflight_names_a_bad_object_store_url_in_one_line_before_the_model_is_built(
+        overrides, demo_assets, s3_server, monkeypatch, tmp_path):
+    _upload_tree(s3_server, os.path.join(demo_assets["out"], "mds", "laion"), "data", "mds/laion")
+    laion = "train_data.sources.laion.streams.main.remote"
+    cases = {
+        f"{laion}=s3://data/mds/laion-typo": f"{laion}: s3://data/mds/laion-typo: no index.json there",
+        f"{laion}=s3://no-such-bucket/mds/laion": f"{laion}: s3://no-such-bucket/mds/laion: the bucket does not exist",
+        f"{laion}=ftp://data/mds/laion": f"{laion}: ftp://data/mds/laion: unsupported scheme ftp://",
+        "save_folder=s3:///runs": "save_folder: s3:///runs: no bucket named",
+        "load_path=s3://data/runs/ep0-ba4-rank0.pt": "load_path: s3://data/runs/ep0-ba4-rank0.pt: no such object",
+    }
+    for override, message in cases.items():
+        with pytest.raises(PreflightError) as e:
+            check_urls(validate(load_config(DEMO_YAML, overrides(override))))
+        assert str(e.value).startswith(message), override
+    # from the command line: one line, exit 2, before the model is built
+    proc = run_train(overrides(f"{laion}=s3://no-such-bucket/mds/laion", run_name="preflight"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == f"preflight: {cases[f'{laion}=s3://no-such-bucket/mds/laion']}"
+    assert "trainable parameters" not in proc.stderr
+
+    check_urls(validate(load_config(DEMO_YAML, overrides(f"{laion}=s3://data/mds/laion"))))  # all good
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with pytest.raises(PreflightError, match=f"^{laion}: s3://data/mds/laion: no AWS credentials found "
+                                             r"\(set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "
+                                             r"or run where an instance role applies\)$"):
+        check_urls(validate(load_config(DEMO_YAML, overrides(f"{laion}=s3://data/mds/laion"))))
+
+
+def test_checkpoints_in_an_object_store_carry_manifests_and_a_damaged_one_is_marked_rejected(
+        overrides, s3_server, tmp_path):
+    args = overrides("max_duration=4ba", "save_interval=2ba", "autoresume=true", "save_folder=s3://data/runs/remote",
+                     run_name="remote")
+    first = run_train(args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    keys = {o["Key"] for o in s3_server.list_objects_v2(Bucket="data", Prefix="runs/remote/")["Contents"]}
+    assert {"runs/remote/ep0-ba2-rank0.pt", "runs/remote/ep0-ba2-rank0.pt.manifest.json",
+            "runs/remote/ep0-ba4-rank0.pt", "runs/remote/ep0-ba4-rank0.pt.manifest.json"} <= keys
+    body = bytearray(s3_server.get_object(Bucket="data", Key="runs/remote/ep0-ba4-rank0.pt")["Body"].read())
+    body[len(body) // 2:len(body) // 2 + 4096] = b"\xff" * 4096
+    s3_server.put_object(Bucket="data", Key="runs/remote/ep0-ba4-rank0.pt", Body=bytes(body))
+
+    resumed = run_train(args + ["max_duration=5ba"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert ("checkpoint ep0-ba4-rank0.pt: ep0-ba4-rank0.pt fails its SHA-256 check (changed after it was written); "
+            "marked rejected by s3://data/runs/remote/rejected/ep0-ba4-rank0.pt.reason.txt") in resumed.stderr
+    assert "resuming from checkpoint ep0-ba2-rank0.pt (verified against its manifest)" in resumed.stderr
+    marker = s3_server.get_object(Bucket="data", Key="runs/remote/rejected/ep0-ba4-rank0.pt.reason.txt")
+    assert b"SHA-256" in marker["Body"].read()
