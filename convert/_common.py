@@ -56,9 +56,6 @@ DEFAULT_SHARD_SIZE = 1 << 26
 DEFAULT_MAX_IMAGE_PIXELS = 89_478_485  # PIL's own default: ~0.25 GiB of RGBA
 # Raster formats of web images. Others (EPS would run Ghostscript, PDF, ...) are rejected, never decoded.
 IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # JPEG covers MPO
-# Test hook: pause (signal.pause, no polling) after writing this many samples of any unit but the first, so
-# tests can SIGKILL a converter mid-unit at a known point. Unset in normal use.
-_PAUSE_ENV = "FLAMINGO_CONVERT_TEST_PAUSE_AFTER"
 _PROGRESS_EVERY = 64
 _EXAMPLES_PER_REASON = 5  # rejected keys kept per reason, so a report says which records to look at
 MAX_MEMBER_BYTES = 1 << 28  # an archive member larger than this is not read into memory
@@ -624,7 +621,7 @@ def _load_spec(name: str) -> Spec:
     return getattr(importlib.import_module(module), attr or "SPEC")
 
 
-def convert_unit(job: Job, url: str, cap: Optional[int], exclude: set[str], unit_index: int,
+def convert_unit(job: Job, url: str, cap: Optional[int], exclude: set[str],
                  progress: Callable[[int], None]) -> dict:
     """Convert one input file into a published unit and return its marker."""
     from streaming import MDSWriter
@@ -638,7 +635,6 @@ def convert_unit(job: Job, url: str, cap: Optional[int], exclude: set[str], unit
     stats = UnitStats()
     keys: list[str] = []
     seen: set[str] = set()
-    pause_after = int(os.environ.get(_PAUSE_ENV, "0") or 0)
     pending = 0
     with local_copy(url) as path, MDSWriter(out=staged, columns=spec.columns, size_limit=job.shard_size,
                                             compression=job.compression) as writer:
@@ -658,9 +654,6 @@ def convert_unit(job: Job, url: str, cap: Optional[int], exclude: set[str], unit
                 pending = 0
             if cap is not None and stats.written >= cap:
                 break
-            if pause_after and unit_index > 0 and stats.written == pause_after:
-                print(f"convert: test pause in unit {unit}", file=sys.stderr, flush=True)
-                signal.pause()
     progress(pending)
     with open(os.path.join(staged, INDEX)) as f:
         index = json.load(f)
@@ -683,12 +676,11 @@ def convert_unit(job: Job, url: str, cap: Optional[int], exclude: set[str], unit
 def _worker(job: Job, tasks: Any, results: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
     while True:
-        task = tasks.get()
-        if task is None:
+        url = tasks.get()
+        if url is None:
             return
-        url, index = task
         try:
-            marker = convert_unit(job, url, None, set(), index, lambda n: results.put(("progress", n)))
+            marker = convert_unit(job, url, None, set(), lambda n: results.put(("progress", n)))
             results.put(("done", marker))
         except (ValueError, FileNotFoundError) as e:  # the input's or the setup's fault: one line
             results.put(("invalid", str(e)))
@@ -757,8 +749,8 @@ def convert(spec_module: str, inputs: Iterable[str], output: str, *, workers: in
     bar = tqdm(desc=f"convert {spec.name}", unit=" samples", disable=not progress_bar, smoothing=0.1,
                dynamic_ncols=True, file=sys.stderr)
     if max_samples is None:
-        todo = [(i, u) for i, u in enumerate(urls) if u not in markers or markers[u]["fingerprint"]
-                != _fingerprint(job, None, set(markers[u]["excluded"]))]
+        todo = [u for u in urls if u not in markers
+                or markers[u]["fingerprint"] != _fingerprint(job, None, set(markers[u]["excluded"]))]
         for marker in _run_parallel(job, todo, workers, bar):
             markers[marker["input"]] = _keep_keys(marker, dedup_across_inputs)
             reused.discard(marker["input"])
@@ -767,14 +759,14 @@ def convert(spec_module: str, inputs: Iterable[str], output: str, *, workers: in
     included: list[dict] = []
     seen: set[str] = set()
     remaining = max_samples
-    for i, url in enumerate(urls):
+    for url in urls:
         if remaining is not None and remaining <= 0:
             break
         exclude = seen.intersection(markers[url]["excluded"]) if url in markers else set()
         while True:
             marker = markers.get(url)
             if marker is None or marker["fingerprint"] != _fingerprint(job, remaining, exclude):
-                marker = convert_unit(job, url, remaining, exclude, i, bar.update)
+                marker = convert_unit(job, url, remaining, exclude, bar.update)
                 markers[url] = marker
                 reused.discard(url)
                 _log_unit(bar, marker)
@@ -843,19 +835,19 @@ def _keep_keys(marker: dict, keep: bool) -> dict:
     return marker
 
 
-def _run_parallel(job: Job, todo: list[tuple[int, str]], workers: int, bar: Any) -> Iterator[dict]:
+def _run_parallel(job: Job, todo: list[str], workers: int, bar: Any) -> Iterator[dict]:
     if not todo:
         return
     if workers <= 1:
-        for i, url in todo:
-            marker = convert_unit(job, url, None, set(), i, bar.update)
+        for url in todo:
+            marker = convert_unit(job, url, None, set(), bar.update)
             _log_unit(bar, marker)
             yield marker
         return
     ctx = mp.get_context("fork")
     tasks, results = ctx.Queue(), ctx.Queue()
-    for i, url in todo:
-        tasks.put((url, i))
+    for url in todo:
+        tasks.put(url)
     procs = [ctx.Process(target=_worker, args=(job, tasks, results), daemon=True)
              for _ in range(min(workers, len(todo)))]
     for p in procs:

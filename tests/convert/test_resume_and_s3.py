@@ -1,8 +1,11 @@
+import glob
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
@@ -31,10 +34,10 @@ def laion_shards(folder, n_shards=4, per_shard=12):
     return good
 
 
-def converter(args, env_extra):
-    env = {**os.environ, "PYTHONPATH": REPO, **env_extra}
+def converter(args, stderr):
+    env = {**os.environ, "PYTHONPATH": REPO}
     return subprocess.Popen([sys.executable, os.path.join(REPO, "convert", "laion_to_mds.py"), *args],
-                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+                            stderr=stderr, env=env, start_new_session=True)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -43,16 +46,36 @@ def test_resume_after_sigkill(tmp_path, workers):
     out = tmp_path / "out"
     args = ["--input", str(tmp_path / "in"), "--output", str(out), "--workers", str(workers), "--no-progress",
             "--shard-size", "2kb"]
-    proc = converter(args, {"FLAMINGO_CONVERT_TEST_PAUSE_AFTER": "4"})
-    # The hook pauses the converter after 4 samples of a unit other than the first: kill it right there.
-    for line in proc.stderr:
-        if "test pause" in line:
-            break
-    else:
-        pytest.fail(f"converter ended without reaching the pause (rc={proc.wait()})")
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    proc.stderr.close()
+    # Shard 00001 comes through a named pipe that the test fills halfway and holds open: the converter writes
+    # that unit's first shard, then waits for the rest of the tar, and is SIGKILLed while it waits.
+    pipe = tmp_path / "in" / "00001.tar"
+    data = pipe.read_bytes()
+    pipe.unlink()
+    os.mkfifo(pipe)
+    held = []
+
+    def feed():
+        f = open(pipe, "wb")  # blocks until the converter opens the pipe
+        held.append(f)
+        f.write(data[: len(data) // 2])
+        f.flush()
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    with open(tmp_path / "stderr", "w+") as stderr:
+        proc = converter(args, stderr)
+        feeder.start()
+        deadline = time.monotonic() + 120
+        while not glob.glob(str(out / "parts" / ".00001.tar-*.tmp" / "shard.*.mds")):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                stderr.seek(0)
+                pytest.fail(f"converter never wrote a shard of the piped unit (rc={proc.poll()}): {stderr.read()}")
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    feeder.join()
+    held[0].close()
+    pipe.unlink()
+    pipe.write_bytes(data)
 
     parts = os.listdir(out / "parts")
     assert not (out / "index.json").exists() and not (out / "conversion_report.json").exists()
