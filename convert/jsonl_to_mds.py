@@ -21,9 +21,9 @@ import os
 from typing import Any, Iterator, Optional
 
 from convert._common import (
-    INTERLEAVED_COLUMNS, PAIRS_COLUMNS, Reject, Spec, UnitStats, base_parser, check_text, fixed_sample,
-    iter_json_lines, run_cli, validate_image,
+    INTERLEAVED_COLUMNS, PAIRS_COLUMNS, Spec, UnitStats, base_parser, fixed_sample, iter_json_lines, run_cli,
 )
+from convert.validate import Reject, check_text, validate_image
 
 IMAGE_MARKER = "<image>"
 

@@ -12,9 +12,9 @@ import os
 from typing import Any, Iterator, Optional
 
 from convert._common import (
-    PAIRS_COLUMNS, Reject, Spec, UnitStats, base_parser, check_text, decode_utf8_text, guarded, parse_json,
-    read_side_file, run_cli, tar_groups, validate_image,
+    PAIRS_COLUMNS, Spec, UnitStats, base_parser, guarded, parse_json, read_side_file, run_cli, tar_groups,
 )
+from convert.validate import Reject, check_text, decode_utf8_text, validate_image
 
 # Member extensions / parquet columns that hold the image: every raster format validate_image decodes, so a
 # GIF is kept alike from a tar and from a parquet column.
