@@ -30,11 +30,12 @@ import time
 import traceback
 import urllib.parse
 import zlib
-from collections import Counter
 from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from braceexpand import braceexpand
+
+from convert.report import REPORT, UnitStats, build_report, summary
 
 from convert.validate import DEFAULT_MAX_IMAGE_PIXELS, ImageInfo, Reject, validate_image
 
@@ -47,11 +48,9 @@ INTERLEAVED_COLUMNS = {
     "image_sizes": "json", "image_meta": "json", "similarity": "json",
 }
 MARKER = "_unit.json"
-REPORT = "conversion_report.json"
 INDEX = "index.json"
 DEFAULT_SHARD_SIZE = 1 << 26
 _PROGRESS_EVERY = 64
-_EXAMPLES_PER_REASON = 5  # rejected keys kept per reason, so a report says which records to look at
 MAX_MEMBER_BYTES = 1 << 28  # an archive member larger than this is not read into memory
 EXIT_CODES = """exit codes:
   0  converted; every rejected record and dropped image is counted by reason in conversion_report.json
@@ -168,7 +167,7 @@ def _escapes(name: str) -> bool:
     return name.startswith(("/", "\\")) or ".." in re.split(r"[/\\]", name) or re.match(r"^[A-Za-z]:", name) is not None
 
 
-def guarded(records: Iterable[tuple[Optional[str], Any, Optional[str]]], stats: "UnitStats",
+def guarded(records: Iterable[tuple[Optional[str], Any, Optional[str]]], stats: UnitStats,
             build: Callable[[str, Any], dict]) -> Iterator[dict]:
     """The per-record bookkeeping the readers share. `records` yields (key, record, problem): no key is an
     input error (counted, nothing read); otherwise the record counts as read and `build(key, record)` makes
@@ -461,26 +460,6 @@ def unit_id(url: str) -> str:
 
 # ----------------------------------------------------------------------------------------- units of work
 
-@dataclasses.dataclass
-class UnitStats:
-    records_read: int = 0
-    written: int = 0
-    images_written: int = 0
-    rejected: Counter = dataclasses.field(default_factory=Counter)
-    images_dropped: Counter = dataclasses.field(default_factory=Counter)
-    input_errors: Counter = dataclasses.field(default_factory=Counter)
-
-    examples: dict = dataclasses.field(default_factory=dict)
-
-    def reject(self, reason: str, key: str = "", detail: str = "") -> None:
-        self.rejected[reason] += 1
-        kept = self.examples.setdefault(reason, [])
-        if len(kept) < _EXAMPLES_PER_REASON:
-            kept.append({"key": key, "detail": detail[:200]})
-
-    def drop_image(self, reason: str) -> None:
-        self.images_dropped[reason] += 1
-
 
 @dataclasses.dataclass(frozen=True)
 class Spec:
@@ -680,7 +659,9 @@ def convert(spec_module: str, inputs: Iterable[str], output: str, *, workers: in
             remaining -= marker["written"]
     bar.close()
 
-    report = _report(spec, urls, included, out, job, workers, max_samples, time.time() - start, len(reused))
+    report = build_report(spec.name, spec.columns, out.url, urls, included, workers=workers,
+                          shard_size=job.shard_size, max_samples=max_samples, options=job.options,
+                          elapsed=time.time() - start, reused=len(reused))
     out.write_json(REPORT, report)
     shards = []
     for marker in included:
@@ -693,7 +674,7 @@ def convert(spec_module: str, inputs: Iterable[str], output: str, *, workers: in
     out.write_json(INDEX, {"version": 2, "shards": shards})
     if out.remote:
         shutil.rmtree(staging, ignore_errors=True)
-    print(_summary(report), file=sys.stderr, flush=True)
+    print(summary(report), file=sys.stderr, flush=True)
     return report
 
 
@@ -780,65 +761,6 @@ def _run_parallel(job: Job, todo: list[str], workers: int, bar: Any) -> Iterator
 def _log_unit(bar: Any, marker: dict) -> None:
     bar.write(f"convert: unit done {marker['unit']} ({marker['written']} samples, "
               f"{sum(marker['rejected'].values())} rejected)", file=sys.stderr)
-
-
-def _report(spec: Spec, urls: list[str], included: list[dict], out: Output, job: Job, workers: int,
-            max_samples: Optional[int], elapsed: float, reused: int) -> dict:
-    def total(field: str) -> dict:
-        c: Counter = Counter()
-        for m in included:
-            c.update(m[field])
-        return dict(sorted(c.items()))
-
-    written = sum(m["written"] for m in included)
-    examples: dict = {}
-    for m in included:
-        for reason, kept in m["reject_examples"].items():
-            room = _EXAMPLES_PER_REASON - len(examples.setdefault(reason, []))
-            examples[reason] += [{"input": m["input"], **e} for e in kept[:room]]
-    return {
-        "converter": spec.name,
-        "output": out.url,
-        "columns": spec.columns,
-        "inputs": urls,
-        "inputs_read": len(included),
-        "units_reused": reused,
-        "inputs_with_errors": sum(1 for m in included if m["input_errors"]),
-        "records_read": sum(m["records_read"] for m in included),
-        "samples_written": written,
-        "images_written": sum(m.get("images_written", 0) for m in included),
-        "rejected": total("rejected"),
-        "rejected_total": sum(sum(m["rejected"].values()) for m in included),
-        "reject_examples": dict(sorted(examples.items())),
-        "images_dropped": total("images_dropped"),
-        "input_errors": total("input_errors"),
-        "bytes_written": sum(m["bytes"] for m in included),
-        "shards": sum(len(m["index"]["shards"]) for m in included),
-        "elapsed_s": round(elapsed, 3),
-        "samples_per_s": round(written / elapsed, 1) if elapsed > 0 else None,
-        "workers": workers,
-        "shard_size": job.shard_size,
-        "max_samples": max_samples,
-        "options": job.options,
-    }
-
-
-def _summary(r: dict) -> str:
-    """The console's last lines: what was read, written and rejected, by reason."""
-    def by_reason(counts: dict) -> str:
-        return ", ".join(f"{k}={v}" for k, v in counts.items()) or "none"
-
-    return "\n".join([
-        f"convert {r['converter']} -> {r['output']}",
-        f"  inputs:  {len(r['inputs'])} named, {r['inputs_read']} converted ({r['units_reused']} reused from an "
-        f"earlier run), {r['inputs_with_errors']} with unreadable parts ({by_reason(r['input_errors'])})",
-        f"  records: {r['records_read']} read, {r['samples_written']} written, {r['rejected_total']} rejected "
-        f"({by_reason(r['rejected'])})",
-        f"  images:  {r['images_written']} written, {sum(r['images_dropped'].values())} dropped from kept records "
-        f"({by_reason(r['images_dropped'])})",
-        f"  {r['bytes_written'] / 1e6:.1f} MB in {r['shards']} shards, {r['elapsed_s']:.1f}s, "
-        f"{r['samples_per_s']} samples/s",
-    ])
 
 
 # --------------------------------------------------------------------------------------------------- CLI

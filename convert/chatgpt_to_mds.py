@@ -15,9 +15,10 @@ import re
 from typing import Any, Iterator, Optional
 
 from convert._common import (
-    INTERLEAVED_COLUMNS, Spec, UnitStats, base_parser, fixed_sample, guarded, iter_json_lines, parse_json,
-    run_cli, tar_groups,
+    INTERLEAVED_COLUMNS, Spec, base_parser, fixed_sample, guarded, iter_json_lines, parse_json, run_cli,
+    tar_groups,
 )
+from convert.report import UnitStats
 from convert.validate import Reject, decode_base64_image
 
 PLACEHOLDER = re.compile(r"_!_IMAGE\d+_!_")

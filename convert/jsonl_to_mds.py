@@ -21,8 +21,9 @@ import os
 from typing import Any, Iterator, Optional
 
 from convert._common import (
-    INTERLEAVED_COLUMNS, PAIRS_COLUMNS, Spec, UnitStats, base_parser, fixed_sample, iter_json_lines, run_cli,
+    INTERLEAVED_COLUMNS, PAIRS_COLUMNS, Spec, base_parser, fixed_sample, iter_json_lines, run_cli,
 )
+from convert.report import UnitStats
 from convert.validate import Reject, check_text, validate_image
 
 IMAGE_MARKER = "<image>"

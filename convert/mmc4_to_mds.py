@@ -16,9 +16,10 @@ import re
 from typing import Any, Callable, Iterator, Optional
 
 from convert._common import (
-    INTERLEAVED_COLUMNS, Spec, UnitStats, base_parser, guarded, interleaved_sample, iter_json_lines,
-    parse_json, run_cli, tar_groups,
+    INTERLEAVED_COLUMNS, Spec, base_parser, guarded, interleaved_sample, iter_json_lines, parse_json, run_cli,
+    tar_groups,
 )
+from convert.report import UnitStats
 from convert.validate import Reject, decode_base64_image, finite_or_none, validate_image
 
 # A unit with this share of its referenced images missing from --image-dir is a setup error, not data loss.
