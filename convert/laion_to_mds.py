@@ -11,7 +11,8 @@ import math
 import os
 from typing import Any, Iterator, Optional
 
-from convert._common import PAIRS_COLUMNS, Spec, base_parser, guarded, parse_json, read_side_file, run_cli, tar_groups
+from convert._common import Spec, base_parser, guarded, parse_json, read_side_file, run_cli, tar_groups
+from convert.schema import PAIRS_COLUMNS
 from convert.report import UnitStats
 from convert.validate import Reject, check_text, decode_utf8_text, validate_image
 
