@@ -28,18 +28,16 @@ import tarfile
 import tempfile
 import time
 import traceback
-import urllib.parse
 import zlib
-from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from braceexpand import braceexpand
 
+from convert.storage import INDEX, MARKER, Output, input_version, is_remote, local_path, local_copy, s3_list
+
 from convert.report import REPORT, UnitStats, build_report, summary
 from convert.validate import DEFAULT_MAX_IMAGE_PIXELS, Reject
 
-MARKER = "_unit.json"
-INDEX = "index.json"
 DEFAULT_SHARD_SIZE = 1 << 26
 _PROGRESS_EVERY = 64
 MAX_MEMBER_BYTES = 1 << 28  # an archive member larger than this is not read into memory
@@ -177,135 +175,6 @@ def iter_json_lines(path: str) -> Iterator[tuple[int, Any, Optional[str]]]:
 
 # ----------------------------------------------------------------------------------------- storage locations
 
-def is_remote(url: str) -> bool:
-    return "://" in url and not url.startswith("file://")
-
-
-def _local(url: str) -> str:
-    return url[len("file://"):] if url.startswith("file://") else url
-
-
-def _s3():
-    import boto3
-    return boto3.session.Session().client("s3", endpoint_url=os.environ.get("S3_ENDPOINT_URL") or None)
-
-
-def _split_s3(url: str) -> tuple[str, str]:
-    parsed = urllib.parse.urlparse(url)
-    if parsed.scheme != "s3":
-        raise ValueError(f"unsupported object store scheme in {url!r}: only local paths and s3:// are supported")
-    return parsed.netloc, parsed.path.lstrip("/")
-
-
-def s3_list(url: str) -> list[str]:
-    """Every object URL under the s3:// prefix `url`."""
-    bucket, prefix = _split_s3(url)
-    out = []
-    for page in _s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        out += [f"s3://{bucket}/{o['Key']}" for o in page.get("Contents", [])]
-    return out
-
-
-class Output:
-    """The output root: a local folder or an s3:// prefix (S3_ENDPOINT_URL selects S3-compatible stores)."""
-
-    def __init__(self, url: str):
-        self.url = url.rstrip("/")
-        self.remote = is_remote(self.url)
-        if self.remote:
-            _split_s3(self.url)
-        else:
-            self.url = os.path.abspath(_local(self.url))
-            if os.path.exists(self.url) and not os.path.isdir(self.url):
-                raise ValueError(f"--output {self.url} is a file, not a folder")
-
-    def join(self, *parts: str) -> str:
-        return "/".join([self.url, *parts]) if self.remote else os.path.join(self.url, *parts)
-
-    def read_json(self, rel: str) -> Optional[dict]:
-        if not self.remote:
-            path = self.join(rel)
-            if not os.path.exists(path):
-                return None
-            with open(path) as f:
-                return json.load(f)
-        bucket, key = _split_s3(self.join(rel))
-        s3 = _s3()
-        try:
-            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        except s3.exceptions.NoSuchKey:
-            return None
-        return json.loads(body)
-
-    def write_json(self, rel: str, obj: Any) -> None:
-        data = json.dumps(obj, indent=1, sort_keys=True).encode()
-        if self.remote:
-            bucket, key = _split_s3(self.join(rel))
-            _s3().put_object(Bucket=bucket, Key=key, Body=data)
-            return
-        path = self.join(rel)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-
-    def remove(self, rel: str) -> None:
-        if self.remote:
-            bucket, key = _split_s3(self.join(rel))
-            _s3().delete_object(Bucket=bucket, Key=key)
-        elif os.path.exists(self.join(rel)):
-            os.remove(self.join(rel))
-
-    def remove_unit(self, unit: str) -> None:
-        """Delete a published unit, its marker first (so it never looks complete half-deleted)."""
-        self.remove(f"parts/{unit}/{MARKER}")
-        if self.remote:
-            bucket, _ = _split_s3(self.url)
-            for url in s3_list(self.join("parts", unit) + "/"):
-                _s3().delete_object(Bucket=bucket, Key=_split_s3(url)[1])
-        else:
-            shutil.rmtree(self.join("parts", unit), ignore_errors=True)
-
-    def done_units(self) -> set[str]:
-        """Unit ids whose marker is published."""
-        if self.remote:
-            prefix = self.join("parts") + "/"
-            return {u[len(prefix):-len(MARKER) - 1] for u in s3_list(prefix) if u.endswith("/" + MARKER)}
-        parts = self.join("parts")
-        if not os.path.isdir(parts):
-            return set()
-        return {d for d in os.listdir(parts)
-                if not d.startswith(".") and os.path.exists(os.path.join(parts, d, MARKER))}
-
-    def publish(self, staged: str, unit: str) -> None:
-        """Move a finished staged unit folder (marker included) to parts/<unit>, the marker last."""
-        if self.remote:
-            bucket, prefix = _split_s3(self.join("parts", unit))
-            s3 = _s3()
-            # A stale marker must not vouch for shards being overwritten.
-            s3.delete_object(Bucket=bucket, Key=f"{prefix}/{MARKER}")
-            names = sorted(os.listdir(staged), key=lambda n: n == MARKER)
-            for name in names:
-                s3.upload_file(os.path.join(staged, name), bucket, f"{prefix}/{name}")
-            shutil.rmtree(staged)
-            return
-        final = self.join("parts", unit)
-        if os.path.exists(final):
-            shutil.rmtree(final)
-        os.rename(staged, final)
-        _fsync_dir(os.path.dirname(final))
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
 
 # ------------------------------------------------------------------------------------------------- inputs
 
@@ -341,7 +210,7 @@ def _expand_one(item: str, suffixes: tuple[str, ...]) -> list[str]:
         if item.endswith(suffixes):
             return [item]
         return sorted(u for u in s3_list(item.rstrip("/") + "/") if u.endswith(suffixes))
-    item = _local(item)
+    item = local_path(item)
     if _GLOB_CHARS.search(item):
         return sorted(os.path.abspath(p) for p in glob.glob(item, recursive=True) if os.path.isfile(p))
     if os.path.isdir(item):
@@ -351,47 +220,6 @@ def _expand_one(item: str, suffixes: tuple[str, ...]) -> list[str]:
             found += [os.path.join(root, f) for f in files if f.endswith(suffixes)]
         return sorted(os.path.abspath(p) for p in found)
     return [os.path.abspath(item)] if os.path.isfile(item) else []
-
-
-@contextmanager
-def local_copy(url: str) -> Iterator[str]:
-    """A local path for an input: the path itself, or a temporary download of an s3:// object."""
-    if not is_remote(url):
-        yield _local(url)
-        return
-    bucket, key = _split_s3(url)
-    fd, path = tempfile.mkstemp(prefix="convert-in-", suffix="-" + os.path.basename(key))
-    os.close(fd)
-    try:
-        _s3().download_file(bucket, key, path)
-        yield path
-    finally:
-        os.remove(path)
-
-
-def read_side_file(url: str) -> Optional[bytes]:
-    """The bytes of a small file next to an input (local or s3://), or None if there is none."""
-    if not is_remote(url):
-        path = _local(url)
-        if not os.path.isfile(path):
-            return None
-        with open(path, "rb") as f:
-            return f.read()
-    bucket, key = _split_s3(url)
-    s3 = _s3()
-    try:
-        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except s3.exceptions.NoSuchKey:
-        return None
-
-
-def input_version(url: str) -> str:
-    """Changes when the input file does: size and mtime locally, the ETag on S3."""
-    if is_remote(url):
-        bucket, key = _split_s3(url)
-        return _s3().head_object(Bucket=bucket, Key=key)["ETag"]
-    st = os.stat(_local(url))
-    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 def unit_id(url: str) -> str:

@@ -11,7 +11,8 @@ import math
 import os
 from typing import Any, Iterator, Optional
 
-from convert._common import Spec, base_parser, guarded, parse_json, read_side_file, run_cli, tar_groups
+from convert._common import Spec, base_parser, guarded, parse_json, run_cli, tar_groups
+from convert.storage import read_bytes
 from convert.schema import PAIRS_COLUMNS
 from convert.report import UnitStats
 from convert.validate import Reject, check_text, decode_utf8_text, validate_image
@@ -70,7 +71,7 @@ def missing_vs_img2dataset(tar_url: str, keys: list[str]) -> int:
     with status "success", else `<shard>_stats.json`'s "successes" (a tar cut at a member boundary reads as
     a shorter valid tar). 0 when neither file is there."""
     stem = tar_url[: -len(".tar")]
-    sidecar = read_side_file(stem + ".parquet")
+    sidecar = read_bytes(stem + ".parquet")
     if sidecar is not None:
         import io
 
@@ -81,7 +82,7 @@ def missing_vs_img2dataset(tar_url: str, keys: list[str]) -> int:
             return len({r["key"] for r in table if r["status"] == "success"} - set(keys))
         except Exception:  # not img2dataset's sidecar (other columns): fall back to the stats file
             pass
-    stats = read_side_file(stem + "_stats.json")
+    stats = read_bytes(stem + "_stats.json")
     if stats is None:
         return 0
     successes, _ = parse_json(stats)
