@@ -15,7 +15,8 @@ import os
 import re
 from typing import Any, Callable, Iterator, Optional
 
-from convert._common import Spec, base_parser, guarded, iter_json_lines, parse_json, run_cli, tar_groups
+from convert._common import Spec, base_parser, run_cli
+from convert.readers import guarded, iter_json_lines, parse_json, tar_groups
 from convert.schema import INTERLEAVED_COLUMNS, interleaved_sample
 from convert.report import UnitStats
 from convert.validate import Reject, decode_base64_image, finite_or_none, validate_image

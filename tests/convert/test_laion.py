@@ -145,9 +145,9 @@ def test_changed_input_is_reconverted(laion_inputs, tmp_path):
 
 
 def test_oversized_member_is_rejected_unread(tmp_path, monkeypatch):
-    from convert import _common
+    from convert import readers
     small, large = image_bytes(1, size=16), image_bytes(2, size=64)
-    monkeypatch.setattr(_common, "MAX_MEMBER_BYTES", (len(small) + len(large)) // 2)
+    monkeypatch.setattr(readers, "MAX_MEMBER_BYTES", (len(small) + len(large)) // 2)
     write_tar(str(tmp_path / "0.tar"), laion_members("a", small, b"small") + laion_members("b", large, b"large"))
     report = laion_to_mds.convert_laion([str(tmp_path / "0.tar")], str(tmp_path / "out"), progress_bar=False)
     assert report["samples_written"] == 1 and report["rejected"] == {"member_too_large": 1}
