@@ -12,28 +12,22 @@ root `index.json` are written last, so an output root without `index.json` is in
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import json
-import multiprocessing as mp
 import os
-import queue
-import re
 import shutil
-import signal
 import sys
 import tempfile
 import time
-import traceback
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Iterable, Optional
 
 from convert.readers import expand_inputs
-from convert.report import REPORT, UnitStats, build_report, summary
-from convert.storage import INDEX, MARKER, Output, input_version, local_copy
+from convert.report import REPORT, build_report, summary
+from convert.storage import INDEX, MARKER, Output, input_version
+from convert.units import Job, convert_unit, fingerprint, load_spec, log_unit, run_parallel, unit_id
 from convert.validate import DEFAULT_MAX_IMAGE_PIXELS
 
 DEFAULT_SHARD_SIZE = 1 << 26
-_PROGRESS_EVERY = 64
 EXIT_CODES = """exit codes:
   0  converted; every rejected record and dropped image is counted by reason in conversion_report.json
   1  input or setup error (one line on stderr); nothing published: the output root has no index.json
@@ -54,117 +48,7 @@ EXIT_CODES = """exit codes:
 # ------------------------------------------------------------------------------------------------- inputs
 
 
-def unit_id(url: str) -> str:
-    """Stable, filesystem-safe id of an input file: its sanitized basename plus a hash of the full URL."""
-    base = re.sub(r"[^A-Za-z0-9._-]", "_", url.rstrip("/").rsplit("/", 1)[-1])[:80]
-    return f"{base}-{hashlib.sha1(url.encode()).hexdigest()[:10]}"
-
-
 # ----------------------------------------------------------------------------------------- units of work
-
-
-@dataclasses.dataclass(frozen=True)
-class Spec:
-    """What a converter script contributes: its schema, its input types and a record reader.
-
-    `read(path, url, options, stats)` yields MDS sample dicts (each with a "key") for one input file, calling
-    `stats.reject(reason, key, detail)` for every record it drops and incrementing `stats.records_read` per
-    record.
-    """
-    name: str
-    columns: dict[str, str]
-    suffixes: tuple[str, ...]
-    read: Callable[[str, str, dict, UnitStats], Iterator[dict]]
-
-
-@dataclasses.dataclass(frozen=True)
-class Job:
-    spec_module: str          # "module" defining SPEC, or "module:ATTR"; importable in worker processes
-    output: str
-    staging: str
-    shard_size: int
-    compression: Optional[str]
-    options: dict
-
-
-def _fingerprint(job: Job, cap: Optional[int], exclude: set[str]) -> str:
-    blob = json.dumps([job.spec_module, job.shard_size, job.compression, job.options, cap, sorted(exclude)],
-                      sort_keys=True)
-    return hashlib.sha1(blob.encode()).hexdigest()
-
-
-def _load_spec(name: str) -> Spec:
-    """"package.module" (its SPEC) or "package.module:ATTR"."""
-    import importlib
-    module, _, attr = name.partition(":")
-    return getattr(importlib.import_module(module), attr or "SPEC")
-
-
-def convert_unit(job: Job, url: str, cap: Optional[int], exclude: set[str],
-                 progress: Callable[[int], None]) -> dict:
-    """Convert one input file into a published unit and return its marker."""
-    from streaming import MDSWriter
-
-    spec = _load_spec(job.spec_module)
-    unit = unit_id(url)
-    staged = os.path.join(job.staging, f".{unit}.tmp")
-    if os.path.exists(staged):
-        shutil.rmtree(staged)
-    version = input_version(url)
-    stats = UnitStats()
-    keys: list[str] = []
-    seen: set[str] = set()
-    pending = 0
-    with local_copy(url) as path, MDSWriter(out=staged, columns=spec.columns, size_limit=job.shard_size,
-                                            compression=job.compression) as writer:
-        for sample in spec.read(path, url, job.options, stats):
-            key = sample["key"]
-            if key in seen or key in exclude:
-                stats.reject("duplicate_key", key)
-                continue
-            seen.add(key)
-            writer.write(sample)
-            keys.append(key)
-            stats.written += 1
-            stats.images_written += len(sample["image_sizes"]) if "image_sizes" in sample else 1
-            pending += 1
-            if pending >= _PROGRESS_EVERY:
-                progress(pending)
-                pending = 0
-            if cap is not None and stats.written >= cap:
-                break
-    progress(pending)
-    with open(os.path.join(staged, INDEX)) as f:
-        index = json.load(f)
-    marker = {
-        "unit": unit, "converter": spec.name, "input": url, "input_version": version,
-        "fingerprint": _fingerprint(job, cap, exclude), "cap": cap, "excluded": sorted(exclude),
-        "records_read": stats.records_read, "written": stats.written, "images_written": stats.images_written,
-        "rejected": dict(stats.rejected), "images_dropped": dict(stats.images_dropped),
-        "input_errors": dict(stats.input_errors), "reject_examples": stats.examples, "keys": keys, "index": index,
-        "bytes": sum(s["raw_data"]["bytes"] for s in index["shards"]),
-    }
-    with open(os.path.join(staged, MARKER), "w") as f:
-        json.dump(marker, f)
-        f.flush()
-        os.fsync(f.fileno())
-    Output(job.output).publish(staged, unit)
-    return marker
-
-
-def _worker(job: Job, tasks: Any, results: Any) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
-    while True:
-        url = tasks.get()
-        if url is None:
-            return
-        try:
-            marker = convert_unit(job, url, None, set(), lambda n: results.put(("progress", n)))
-            results.put(("done", marker))
-        except (ValueError, FileNotFoundError) as e:  # the input's or the setup's fault: one line
-            results.put(("invalid", str(e)))
-        except Exception:
-            results.put(("error", f"{url}: {traceback.format_exc()}"))
 
 
 # ---------------------------------------------------------------------------------------------- the driver
@@ -195,7 +79,7 @@ def convert(spec_module: str, inputs: Iterable[str], output: str, *, workers: in
     from tqdm import tqdm
 
     start = time.time()
-    spec = _load_spec(spec_module)
+    spec = load_spec(spec_module)
     options = {**(options or {}), "max_image_pixels": max_image_pixels}
     urls = expand_inputs(list(inputs), spec.suffixes)
     out = Output(output)
@@ -229,8 +113,8 @@ def convert(spec_module: str, inputs: Iterable[str], output: str, *, workers: in
                dynamic_ncols=True, file=sys.stderr)
     if max_samples is None:
         todo = [u for u in urls if u not in markers
-                or markers[u]["fingerprint"] != _fingerprint(job, None, set(markers[u]["excluded"]))]
-        for marker in _run_parallel(job, todo, workers, bar):
+                or markers[u]["fingerprint"] != fingerprint(job, None, set(markers[u]["excluded"]))]
+        for marker in run_parallel(job, todo, workers, bar):
             markers[marker["input"]] = _keep_keys(marker, dedup_across_inputs)
             reused.discard(marker["input"])
 
@@ -244,11 +128,11 @@ def convert(spec_module: str, inputs: Iterable[str], output: str, *, workers: in
         exclude = seen.intersection(markers[url]["excluded"]) if url in markers else set()
         while True:
             marker = markers.get(url)
-            if marker is None or marker["fingerprint"] != _fingerprint(job, remaining, exclude):
+            if marker is None or marker["fingerprint"] != fingerprint(job, remaining, exclude):
                 marker = convert_unit(job, url, remaining, exclude, bar.update)
                 markers[url] = marker
                 reused.discard(url)
-                _log_unit(bar, marker)
+                log_unit(bar, marker)
             dup = seen.intersection(marker.get("keys", ()))
             if not dup:
                 break
@@ -314,55 +198,6 @@ def _keep_keys(marker: dict, keep: bool) -> dict:
     if not keep:
         marker.pop("keys", None)
     return marker
-
-
-def _run_parallel(job: Job, todo: list[str], workers: int, bar: Any) -> Iterator[dict]:
-    if not todo:
-        return
-    if workers <= 1:
-        for url in todo:
-            marker = convert_unit(job, url, None, set(), bar.update)
-            _log_unit(bar, marker)
-            yield marker
-        return
-    ctx = mp.get_context("fork")
-    tasks, results = ctx.Queue(), ctx.Queue()
-    for url in todo:
-        tasks.put(url)
-    procs = [ctx.Process(target=_worker, args=(job, tasks, results), daemon=True)
-             for _ in range(min(workers, len(todo)))]
-    for p in procs:
-        tasks.put(None)
-        p.start()
-    left = len(todo)
-    try:
-        while left:
-            try:
-                kind, payload = results.get(timeout=1.0)
-            except queue.Empty:
-                if not any(p.is_alive() for p in procs) and results.empty():
-                    raise RuntimeError("all conversion workers died; rerun to resume") from None
-                continue
-            if kind == "progress":
-                bar.update(payload)
-            elif kind == "done":
-                left -= 1
-                _log_unit(bar, payload)
-                yield payload
-            elif kind == "invalid":
-                raise ValueError(payload)
-            else:
-                raise RuntimeError(f"conversion of {payload}")
-    finally:
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-            p.join()
-
-
-def _log_unit(bar: Any, marker: dict) -> None:
-    bar.write(f"convert: unit done {marker['unit']} ({marker['written']} samples, "
-              f"{sum(marker['rejected'].values())} rejected)", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------------------------------- CLI

@@ -20,7 +20,8 @@ import math
 import os
 from typing import Any, Iterator, Optional
 
-from convert._common import Spec, base_parser, run_cli
+from convert._common import base_parser, run_cli
+from convert.units import Spec
 from convert.readers import iter_json_lines
 from convert.schema import INTERLEAVED_COLUMNS, PAIRS_COLUMNS, fixed_sample
 from convert.report import UnitStats

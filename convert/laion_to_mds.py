@@ -11,7 +11,8 @@ import math
 import os
 from typing import Any, Iterator, Optional
 
-from convert._common import Spec, base_parser, run_cli
+from convert._common import base_parser, run_cli
+from convert.units import Spec
 from convert.readers import guarded, parse_json, tar_groups
 from convert.storage import read_bytes
 from convert.schema import PAIRS_COLUMNS

@@ -15,7 +15,8 @@ import os
 import re
 from typing import Any, Callable, Iterator, Optional
 
-from convert._common import Spec, base_parser, run_cli
+from convert._common import base_parser, run_cli
+from convert.units import Spec
 from convert.readers import guarded, iter_json_lines, parse_json, tar_groups
 from convert.schema import INTERLEAVED_COLUMNS, interleaved_sample
 from convert.report import UnitStats
