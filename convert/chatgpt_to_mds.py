@@ -14,11 +14,11 @@ from __future__ import annotations
 import re
 from typing import Any, Iterator, Optional
 
-from convert._common import base_parser, run_cli
-from convert.units import Spec
+from convert.cli import base_parser, run_cli
 from convert.readers import guarded, iter_json_lines, parse_json, tar_groups
-from convert.schema import INTERLEAVED_COLUMNS, fixed_sample
 from convert.report import UnitStats
+from convert.schema import INTERLEAVED_COLUMNS, fixed_sample
+from convert.units import Spec
 from convert.validate import Reject, decode_base64_image
 
 PLACEHOLDER = re.compile(r"_!_IMAGE\d+_!_")
@@ -88,8 +88,8 @@ SPEC = Spec(name="chatgpt", columns=INTERLEAVED_COLUMNS, suffixes=(".json", ".js
 
 
 def convert_chatgpt(inputs: list[str], output: str, **kwargs: Any) -> dict:
-    """Python API: see `convert._common.convert` for the keyword arguments; returns the report."""
-    from convert._common import convert
+    """Python API: see `convert.driver.convert` for the keyword arguments; returns the report."""
+    from convert.driver import convert
     return convert("convert.chatgpt_to_mds", inputs, output, **kwargs)
 
 

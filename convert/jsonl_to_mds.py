@@ -20,11 +20,11 @@ import math
 import os
 from typing import Any, Iterator, Optional
 
-from convert._common import base_parser, run_cli
-from convert.units import Spec
+from convert.cli import base_parser, run_cli
 from convert.readers import iter_json_lines
-from convert.schema import INTERLEAVED_COLUMNS, PAIRS_COLUMNS, fixed_sample
 from convert.report import UnitStats
+from convert.schema import INTERLEAVED_COLUMNS, PAIRS_COLUMNS, fixed_sample
+from convert.units import Spec
 from convert.validate import Reject, check_text, validate_image
 
 IMAGE_MARKER = "<image>"
@@ -99,9 +99,9 @@ SPECS = {"pairs": "convert.jsonl_to_mds:PAIRS_SPEC", "interleaved": "convert.jso
 
 def convert_jsonl(inputs: list[str], output: str, kind: str, image_root: Optional[str] = None,
                   **kwargs: Any) -> dict:
-    """Python API: `kind` is "pairs" or "interleaved"; see `convert._common.convert` for the other keyword
+    """Python API: `kind` is "pairs" or "interleaved"; see `convert.driver.convert` for the other keyword
     arguments; returns the report."""
-    from convert._common import convert
+    from convert.driver import convert
     options = {"kind": kind, "image_root": os.path.abspath(image_root) if image_root else None}
     return convert(SPECS[kind], inputs, output, options=options, **kwargs)
 

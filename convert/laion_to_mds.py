@@ -11,12 +11,12 @@ import math
 import os
 from typing import Any, Iterator, Optional
 
-from convert._common import base_parser, run_cli
-from convert.units import Spec
+from convert.cli import base_parser, run_cli
 from convert.readers import guarded, parse_json, tar_groups
-from convert.storage import read_bytes
-from convert.schema import PAIRS_COLUMNS
 from convert.report import UnitStats
+from convert.schema import PAIRS_COLUMNS
+from convert.storage import read_bytes
+from convert.units import Spec
 from convert.validate import Reject, check_text, decode_utf8_text, validate_image
 
 # Member extensions / parquet columns that hold the image: every raster format validate_image decodes, so a
@@ -134,8 +134,8 @@ SPEC = Spec(name="laion", columns=PAIRS_COLUMNS, suffixes=(".tar", ".parquet"), 
 
 
 def convert_laion(inputs: list[str], output: str, **kwargs: Any) -> dict:
-    """Python API: see `convert._common.convert` for the keyword arguments; returns the report."""
-    from convert._common import convert
+    """Python API: see `convert.driver.convert` for the keyword arguments; returns the report."""
+    from convert.driver import convert
     return convert("convert.laion_to_mds", inputs, output, **kwargs)
 
 

@@ -15,11 +15,11 @@ import os
 import re
 from typing import Any, Callable, Iterator, Optional
 
-from convert._common import base_parser, run_cli
-from convert.units import Spec
+from convert.cli import base_parser, run_cli
 from convert.readers import guarded, iter_json_lines, parse_json, tar_groups
-from convert.schema import INTERLEAVED_COLUMNS, interleaved_sample
 from convert.report import UnitStats
+from convert.schema import INTERLEAVED_COLUMNS, interleaved_sample
+from convert.units import Spec
 from convert.validate import Reject, decode_base64_image, finite_or_none, validate_image
 
 # A unit with this share of its referenced images missing from --image-dir is a setup error, not data loss.
@@ -172,8 +172,8 @@ SPEC = Spec(name="mmc4", columns=INTERLEAVED_COLUMNS, suffixes=(".jsonl", ".json
 
 def convert_mmc4(inputs: list[str], output: str, image_dir: Optional[str] = None, image_layout: str = "auto",
                  allow_missing_images: bool = False, **kwargs: Any) -> dict:
-    """Python API: see `convert._common.convert` for the other keyword arguments; returns the report."""
-    from convert._common import convert
+    """Python API: see `convert.driver.convert` for the other keyword arguments; returns the report."""
+    from convert.driver import convert
     options = {"image_dir": os.path.abspath(image_dir) if image_dir else None, "image_layout": image_layout,
                "allow_missing_images": allow_missing_images}
     return convert("convert.mmc4_to_mds", inputs, output, options=options, **kwargs)
