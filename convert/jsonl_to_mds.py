@@ -25,7 +25,7 @@ from convert.readers import iter_json_lines
 from convert.report import UnitStats
 from convert.schema import INTERLEAVED_COLUMNS, PAIRS_COLUMNS, fixed_sample
 from convert.units import Spec
-from convert.validate import Reject, check_text, validate_image
+from convert.validate import Reject, check_text, finite_or_none, validate_image
 
 IMAGE_MARKER = "<image>"
 
@@ -50,10 +50,9 @@ def pair_line(obj: dict, key: str, root: str, options: dict) -> dict:
     caption = check_text(obj.get("caption"), "caption")
     data = _load(obj.get("image"), root)
     info = validate_image(data, options["max_image_pixels"])
-    sim = obj.get("similarity")
-    ok = isinstance(sim, (int, float)) and not isinstance(sim, bool) and math.isfinite(sim)
+    sim = finite_or_none(obj.get("similarity"))
     return {"key": key, "image": data, "caption": caption, "url": _str_or_empty(obj.get("url")),
-            "width": info.width, "height": info.height, "similarity": float(sim) if ok else math.nan}
+            "width": info.width, "height": info.height, "similarity": math.nan if sim is None else sim}
 
 
 def interleaved_line(obj: dict, key: str, root: str, options: dict, stats: UnitStats) -> dict:

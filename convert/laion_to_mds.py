@@ -17,7 +17,7 @@ from convert.report import UnitStats
 from convert.schema import PAIRS_COLUMNS
 from convert.storage import read_bytes
 from convert.units import Spec
-from convert.validate import Reject, check_text, decode_utf8_text, validate_image
+from convert.validate import Reject, check_text, decode_utf8_text, finite_or_none, validate_image
 
 # Member extensions / parquet columns that hold the image: every raster format validate_image decodes, so a
 # GIF is kept alike from a tar and from a parquet column.
@@ -25,10 +25,8 @@ IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff")
 
 
 def _similarity(meta: dict) -> float:
-    value = meta.get("similarity")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return math.nan
-    return float(value)
+    value = finite_or_none(meta.get("similarity"))
+    return math.nan if value is None else value
 
 
 def _pair(key: str, image: Optional[bytes], caption: str, meta: dict, options: dict) -> dict:

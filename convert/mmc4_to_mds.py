@@ -10,7 +10,6 @@ matrix is [kept images][sentences]. Documents with no usable image are rejected.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from typing import Any, Callable, Iterator, Optional
@@ -101,7 +100,7 @@ def _check_similarity(sim: Any, n_images: int, n_texts: int) -> list[list[float]
         raise Reject("similarity_shape_mismatch")
     for row in sim:
         for x in row:
-            if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+            if finite_or_none(x) is None:
                 raise Reject("similarity_invalid")
     return sim
 
