@@ -169,7 +169,8 @@ def build_callbacks(cfg: CallbacksConfig, tokenizer, image_transform, on_gpu: bo
     if cfg.spike_guard is not None:
         from recipe.callbacks.spike_guard import SpikeGuard
 
-        callbacks.append(SpikeGuard(**vars(cfg.spike_guard), history=spike_history))
+        g = cfg.spike_guard  # skip_batches is applied where the rollback resumes (recipe/train.py)
+        callbacks.append(SpikeGuard(g.window, g.factor, g.max_rollbacks, history=spike_history))
     return callbacks
 
 

@@ -204,7 +204,7 @@ class SpikeGuardConfig:
     (recipe/callbacks/spike_guard.py); after `max_rollbacks` spikes the run stops with a report."""
     window: int = 100
     factor: float = 3.0
-    skip_batches: int = 1
+    skip_batches: int = 20
     max_rollbacks: int = 3
 
 

@@ -40,9 +40,9 @@ def describe(event: dict[str, Any]) -> str:
 
 
 class SpikeGuard(Callback):
-    def __init__(self, window: int = 100, factor: float = 3.0, skip_batches: int = 1, max_rollbacks: int = 3,
+    def __init__(self, window: int = 100, factor: float = 3.0, max_rollbacks: int = 3,
                  history: Optional[list[dict[str, Any]]] = None):
-        self.window, self.factor, self.skip_batches, self.max_rollbacks = window, factor, skip_batches, max_rollbacks
+        self.window, self.factor, self.max_rollbacks = window, factor, max_rollbacks
         self.recent: deque[float] = deque(maxlen=window)
         # One record per spike: batch, reason, loss, median, and `skip` [first, last] once rolled back.
         self.history: list[dict[str, Any]] = list(history or [])
