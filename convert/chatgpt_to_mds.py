@@ -1,6 +1,6 @@
 """Convert OpenFlamingo's ChatGPT-generated interleaved sequences to the `interleaved` MDS schema (kind=fixed).
 
-    python convert/chatgpt_to_mds.py --input /data/gpt_interleaved/*.jsonl --output /data/mds/chatgpt
+    flamingo-convert-chatgpt --input /data/gpt_interleaved/*.jsonl --output /data/mds/chatgpt
 
 A sequence is a JSON object {"is_gpt": ..., "example": "... _!_IMAGE1_!_ ...", "image_map":
 {"_!_IMAGE1_!_": {"base64_image": "..."}}} in a .json file (one object or a list), a .jsonl file or a
@@ -12,6 +12,7 @@ usable image is rejected (`missing_image_in_sample`, or the image's own reason):
 from __future__ import annotations
 
 import re
+import sys
 from typing import Any, Iterator, Optional
 
 from convert.cli import base_parser, run_cli
@@ -102,5 +103,13 @@ def main(argv: Optional[list[str]] = None) -> dict:
     return run_cli("convert.chatgpt_to_mds", args, args.input, {})
 
 
-if __name__ == "__main__":
+
+def cli() -> int:
+    """`flamingo-convert-chatgpt`: exits with a code of `convert.cli.EXIT_CODES` (main returns the report,
+    which is no exit code)."""
     main()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

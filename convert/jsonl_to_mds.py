@@ -11,13 +11,14 @@ Image paths are relative to --image-root (default: the folder of the .jsonl file
 Interleaved lines become kind=fixed documents: `texts` is the text split at the `<image>` markers and image k
 is placed before the segment that follows its marker; there must be exactly one marker per image.
 
-    python convert/jsonl_to_mds.py --kind pairs --input my_pairs.jsonl --output /data/mds/mine
+    flamingo-convert-jsonl --kind pairs --input my_pairs.jsonl --output /data/mds/mine
 """
 
 from __future__ import annotations
 
 import math
 import os
+import sys
 from typing import Any, Iterator, Optional
 
 from convert.cli import base_parser, run_cli
@@ -117,5 +118,13 @@ def main(argv: Optional[list[str]] = None) -> dict:
     return run_cli(SPECS[args.kind], args, args.input, options)
 
 
-if __name__ == "__main__":
+
+def cli() -> int:
+    """`flamingo-convert-jsonl`: exits with a code of `convert.cli.EXIT_CODES` (main returns the report,
+    which is no exit code)."""
     main()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,6 +1,6 @@
 """Convert img2dataset output (WebDataset .tar shards or parquet with image bytes) to the `pairs` MDS schema.
 
-    python convert/laion_to_mds.py --input /data/laion/{00000..00099}.tar --output s3://bucket/laion-mds
+    flamingo-convert-laion --input /data/laion/{00000..00099}.tar --output s3://bucket/laion-mds
 
 Images keep their original bytes (validated by a full decode); captions are stripped UTF-8.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from typing import Any, Iterator, Optional
 
 from convert.cli import base_parser, run_cli
@@ -146,5 +147,13 @@ def main(argv: Optional[list[str]] = None) -> dict:
     return run_cli("convert.laion_to_mds", args, args.input, {})
 
 
-if __name__ == "__main__":
+
+def cli() -> int:
+    """`flamingo-convert-laion`: exits with a code of `convert.cli.EXIT_CODES` (main returns the report,
+    which is no exit code)."""
     main()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,7 +1,7 @@
 r"""Convert MMC4 document shards (+ downloaded images) or OpenFlamingo's MMC4 WebDataset tars to the
 `interleaved` MDS schema (kind=mmc4).
 
-    python convert/mmc4_to_mds.py --input '/data/mmc4/docs_shard_{0..23098}_v2.jsonl.zip' \
+    flamingo-convert-mmc4 --input '/data/mmc4/docs_shard_{0..23098}_v2.jsonl.zip' \
         --image-dir /data/mmc4/images --output s3://bucket/mmc4-mds
 
 Each kept image keeps its original bytes; its row of the similarity matrix is kept with it, so the stored
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from typing import Any, Callable, Iterator, Optional
 
 from convert.cli import base_parser, run_cli
@@ -199,5 +200,13 @@ def main(argv: Optional[list[str]] = None) -> dict:
     return run_cli("convert.mmc4_to_mds", args, args.input, options)
 
 
-if __name__ == "__main__":
+
+def cli() -> int:
+    """`flamingo-convert-mmc4`: exits with a code of `convert.cli.EXIT_CODES` (main returns the report,
+    which is no exit code)."""
     main()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

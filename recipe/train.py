@@ -1,7 +1,7 @@
 """Train a Flamingo model with Composer from a YAML config.
 
     composer [-n GPUS] recipe/train.py yamls/flamingo-3b.yaml [dotted.key=value ...]
-    python recipe/train.py yamls/demo.yaml max_duration=20ba        # one process
+    flamingo-train yamls/demo.yaml max_duration=20ba        # one process (or: python recipe/train.py ...)
 
 The config is validated before anything heavy starts; a bad config exits with one line on stderr.
 """
@@ -11,16 +11,13 @@ from __future__ import annotations
 import os
 import sys
 
-if __name__ == "__main__" and sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
-    # Run as a script (as `composer` does), Python puts recipe/ first on sys.path, where our modules
-    # could shadow top-level packages; the package itself is installed.
-    sys.path.pop(0)
-
-from recipe.callbacks.spike_guard import SpikeDetected, SpikeGuardExhausted  # noqa: E402
-from recipe.checkpoints.resume import ResumeError  # noqa: E402
-from recipe.config import ConfigError, TrainConfig, load_config, validate  # noqa: E402
-from recipe.hub import CheckpointNotFound  # noqa: E402
-from recipe.preflight import PreflightError, check_urls  # noqa: E402
+# Run as a script (`composer recipe/train.py`), Python puts recipe/ first on sys.path; none of its module
+# names is a stdlib or installed top-level name, so nothing is shadowed (tests/test_entry_points.py checks).
+from recipe.callbacks.spike_guard import SpikeDetected, SpikeGuardExhausted
+from recipe.checkpoints.resume import ResumeError
+from recipe.config import ConfigError, TrainConfig, load_config, validate
+from recipe.hub import CheckpointNotFound
+from recipe.preflight import PreflightError, check_urls
 
 
 def _resume_point(cfg: TrainConfig, signature: dict, spike_history: list | None) -> tuple[str | None, bool]:
@@ -142,7 +139,9 @@ def main(raw_config: dict):
             spike_history = spike.history
 
 
-def cli(argv: list[str]) -> int:
+def cli(argv: list[str] | None = None) -> int:
+    """The command line (also `flamingo-train`); returns the exit code."""
+    argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__.strip(), file=sys.stderr if not argv else sys.stdout)
         return 2 if not argv else 0
@@ -167,4 +166,4 @@ def cli(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli(sys.argv[1:]))
+    sys.exit(cli())
