@@ -2,7 +2,7 @@
 sample indices of every step (data order) and the training loss. Several files after `--run` are one run
 in pieces (e.g. before and after a resume).
 
-    python bench/compare_runs.py one-gpu.json --run resume-a.json resume-b.json
+    python -m bench.compare_runs one-gpu.json --run resume-a.json resume-b.json
 """
 
 from __future__ import annotations

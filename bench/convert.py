@@ -1,7 +1,7 @@
 """Converter throughput: samples/s per worker for LAION and MMC4 conversion, next to a same-run baseline that
 only reads and decodes the same inputs (the floor any converter that validates images must pay).
 
-    python bench/convert.py [--pairs 2000] [--docs 400] [--workers 1 2] [--json out.json]
+    python -m bench.convert [--pairs 2000] [--docs 400] [--workers 1 2] [--json out.json]
 
 Inputs are synthetic and generated here: JPEGs of ~30-100 KB at 256-512 px (bench/synthetic.py) in
 img2dataset tars and MMC4 .jsonl.zip shards with a sharded image folder.
@@ -15,18 +15,15 @@ import json
 import os
 import random
 import shutil
-import sys
 import tarfile
 import tempfile
 import time
 import zipfile
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from bench.synthetic import jpeg_pool, pseudo_words  # noqa: E402
-from convert.laion_to_mds import convert_laion  # noqa: E402
-from convert.mmc4_to_mds import convert_mmc4  # noqa: E402
-import streaming  # noqa: E402,F401  (imported up front: its import time is not conversion time)
+from bench.synthetic import jpeg_pool, pseudo_words
+from convert.laion_to_mds import convert_laion
+from convert.mmc4_to_mds import convert_mmc4
+import streaming  # noqa: F401  (imported up front: its import time is not conversion time)
 
 
 def make_laion(root: str, n: int, shards: int, pool, words) -> list[str]:

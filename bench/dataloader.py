@@ -1,7 +1,7 @@
 """Data-loading throughput: the recipe's Streaming loader vs a WebDataset baseline with the reference's
 preprocessing, per source, at several worker counts, on the same synthetic samples.
 
-    python bench/dataloader.py --workers 1 2 --laion 1536 --mmc4 384 --out runs/bench_dataloader.json
+    python -m bench.dataloader --workers 1 2 --laion 1536 --mmc4 384 --out runs/bench_dataloader.json
 
 Writes (once, then reuses) a synthetic corpus at realistic sizes (bench/synthetic.py: JPEGs of ~30-100 KB at
 256-512 px; MMC4-like documents with 2-6 images and ~256 tokens) as MDS, and the same samples as WebDataset
@@ -24,16 +24,13 @@ import io
 import json
 import os
 import random
-import sys
 import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from bench.synthetic import bench_tokenizer, write_corpus  # noqa: E402
-from recipe.tokens import END_OF_CHUNK, IMAGE, PAD  # noqa: E402
+from bench.synthetic import bench_tokenizer, write_corpus
+from recipe.tokens import END_OF_CHUNK, IMAGE, PAD
 
 LAION_BATCH, MMC4_BATCH = 32, 16
 

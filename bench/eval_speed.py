@@ -2,7 +2,7 @@
 20 new tokens for captioning, 5 for VQA) on a random-init model of an OpenFlamingo shape, over a synthetic
 COCO-format set of realistic JPEGs; nothing downloaded.
 
-    python bench/eval_speed.py --shape of3b --json eval-of3b.json
+    python -m bench.eval_speed --shape of3b --json eval-of3b.json
 
 A random-init LM rarely emits <|endofchunk|>, so every example generates its full token budget: the slowest
 case of the real benchmark.
@@ -15,9 +15,6 @@ import json
 import os
 import sys
 import time
-
-if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
-    sys.path[0] = os.path.dirname(sys.path[0])  # run as a script: import bench.* and recipe.* from the root
 
 import torch
 

@@ -35,7 +35,7 @@ W=${W:-/tmp/flamingo-bench}
 R=$W/results
 mkdir -p "$OUT" "$W/logs" "$R"
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1
-B="bench/throughput.py yamls/flamingo-3b.yaml --work-dir $W"
+B="-m bench.throughput yamls/flamingo-3b.yaml --work-dir $W"
 LAUNCH="python3 -m composer.cli.launcher -n 2"
 EAGER="--shape of3b model.frozen_dtype=bf16 activation_checkpointing=false device_train_microbatch_size=64 \
   train_data.num_workers=8"
@@ -153,12 +153,12 @@ ddp() {
 }
 
 shipped9b() {
-  CUDA_VISIBLE_DEVICES=0 run of9b-1gpu-shipped 400 python3 bench/throughput.py yamls/flamingo-9b.yaml --work-dir "$W" \
+  CUDA_VISIBLE_DEVICES=0 run of9b-1gpu-shipped 400 python3 -m bench.throughput yamls/flamingo-9b.yaml --work-dir "$W" \
     --shape of9b --warmup 3 --steps 8 --json "$R/of9b-1gpu-shipped.json"
 }
 
 of9b() {
-  CUDA_VISIBLE_DEVICES=0 run of9b-1gpu 320 python3 bench/throughput.py yamls/flamingo-9b.yaml --work-dir "$W" \
+  CUDA_VISIBLE_DEVICES=0 run of9b-1gpu 320 python3 -m bench.throughput yamls/flamingo-9b.yaml --work-dir "$W" \
     --shape of9b --warmup 3 --steps 8 parallelism_config=null model.frozen_dtype=bf16 model.compile_blocks=true \
     activation_checkpointing=true device_train_microbatch_size=64 train_data.num_workers=8 $GC $STATIC \
     --json "$R/of9b-1gpu.json"

@@ -2,7 +2,7 @@
 frozen weights fp32 vs bf16, activation checkpointing, per-block torch.compile, and a CUDA kernel profile.
 The figures in docs/PERFORMANCE.md ("Levers") came from this script on one H100.
 
-    python bench/levers.py [--profile]     # writes $OUT/model_step.json (and profile.txt / profile.json)
+    python -m bench.levers [--profile]     # writes $OUT/model_step.json (and profile.txt / profile.json)
 """
 
 import functools

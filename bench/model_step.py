@@ -1,7 +1,7 @@
 """Flamingo training step (forward + backward) and greedy generation: ours vs the reference OpenFlamingo 2.0.1
 (einsum attention, encodes padded image slots), same weights, on one GPU, bf16 autocast over fp32 weights.
 
-    python bench/model_step.py [--vision ViT-L-14] [--hidden 2048] [--layers 8] [--batch 8] [--json out.json]
+    python -m bench.model_step [--vision ViT-L-14] [--hidden 2048] [--layers 8] [--batch 8] [--json out.json]
 
 Random-init backbones built from configs (nothing downloaded): an open_clip ViT and a LLaMA-style LM of
 the given width/depth, cross-attention every layer. MMC4-shaped batch: 256 tokens, 6 image slots of which
@@ -15,16 +15,13 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch
 
-import torch  # noqa: E402
-
-from recipe import offline  # noqa: E402
-from recipe.model import build_flamingo, export_openflamingo_checkpoint  # noqa: E402
+from recipe import offline
+from recipe.model import build_flamingo, export_openflamingo_checkpoint
 
 
 def _timed(fn, steps):

@@ -2,8 +2,8 @@
 Streaming dataloader over synthetic MDS shards at realistic sizes, the real Composer Trainer; random-init
 weights of a chosen shape, nothing downloaded.
 
-    python bench/throughput.py yamls/flamingo-3b.yaml --shape of3b [dotted.key=value ...] [--json out.json]
-    composer -n 2 bench/throughput.py yamls/flamingo-3b.yaml --shape of3b parallelism_config.fsdp.sharding_strategy=FULL_SHARD
+    python -m bench.throughput yamls/flamingo-3b.yaml --shape of3b [dotted.key=value ...] [--json out.json]
+    composer -n 2 -m bench.throughput yamls/flamingo-3b.yaml --shape of3b parallelism_config.fsdp.sharding_strategy=FULL_SHARD
 
 Reports (rank 0): step time (median of the measured steps), samples/s per source, real images/s, non-pad
 tokens/s, MFU with the same frozen-aware FLOP count SpeedMonitor uses (`flops_per_batch`), peak GPU
@@ -20,9 +20,6 @@ import re
 import statistics
 import sys
 import time
-
-if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
-    sys.path[0] = os.path.dirname(sys.path[0])  # run as a script: import bench.* and recipe.* from the root
 
 import torch
 from composer import Callback, Event, State
