@@ -20,6 +20,8 @@
 #   resume    FSDP at the 1-GPU run's global batch: 10 steps and a sharded checkpoint, then an
 #             autoresumed run to step 20 (losses and sample order against the 1-GPU run's)
 #   of9b      OF-9B on one GPU (GPU 0)
+#   guard     one GPU (GPU 0), one after the other: yamls/flamingo-3b.yaml as shipped (spike guard on), then the
+#             same with callbacks.spike_guard=null (the guard's cost: a gradient norm and a host read per step)
 #   shipped   one GPU (GPU 0), one after the other: yamls/flamingo-3b.yaml as shipped (its `auto` speed settings, no
 #             overrides), then the hand-tuned settings (compiled blocks, CUDA graphs, bf16 frozen, fixed LAION
 #             length, scheduled GC, 8 workers, no checkpointing)
@@ -150,6 +152,12 @@ ddp() {
   CUDA_VISIBLE_DEVICES=0 run of3b-1gpu-nographs-shipped 330 python3 $B --shape of3b model.cuda_graphs=false \
     --json "$R/of3b-1gpu-nographs-shipped.json"
   run of3b-2gpu-ddp-shipped 400 $LAUNCH $B --shape of3b --json "$R/of3b-2gpu-ddp-shipped.json"
+}
+
+guard() {
+  CUDA_VISIBLE_DEVICES=0 run of3b-1gpu-guard 330 python3 $B --shape of3b --json "$R/of3b-1gpu-guard.json"
+  CUDA_VISIBLE_DEVICES=0 run of3b-1gpu-noguard 330 python3 $B --shape of3b callbacks.spike_guard=null \
+    --json "$R/of3b-1gpu-noguard.json"
 }
 
 shipped9b() {

@@ -17,12 +17,14 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import sys
 import time
 
 import torch
 from composer import Callback, Event, State
+from composer.callbacks import CheckpointSaver
 from composer.loggers import Logger
 from composer.utils import dist
 
@@ -210,7 +212,9 @@ def main(argv: list[str]) -> dict:
     measured = args.warmup + args.steps + 1
     steps = measured + args.profile
     corpus = os.path.join(args.work_dir, "corpus")
+    checkpoints = os.path.join(args.work_dir, "checkpoints", f"{args.shape}-{world}gpu")
     if local_rank == 0:  # data and assets once per node; the others wait at the barrier
+        shutil.rmtree(checkpoints, ignore_errors=True)  # each bench run starts fresh
         write_corpus(corpus, n_pairs=steps * world * src["laion"]["batch_size"],
                      n_docs=steps * world * src["mmc4"]["batch_size"])
         shape_assets(args.work_dir, args.shape)
@@ -221,12 +225,16 @@ def main(argv: list[str]) -> dict:
         f"variables.data={corpus}", f"model.lm_path={lm_dir}", f"model.tokenizer_path={tok_dir}",
         "model.vision_pretrained=null", "model.lm_random_init=true", "model.trust_remote_code=false",
         f"model.cross_attn_every_n_layers={SHAPES[args.shape]['xattn_every']}",
-        f"max_duration={steps}ba", "save_folder=null", "autoresume=false", "eval_data=null",
+        # A fresh checkpoint folder (autoresume stays on, as the spike guard needs); no checkpoint is written:
+        # the saver is dropped below, the bench times training steps.
+        f"max_duration={steps}ba", f"save_folder={checkpoints}",
+        "eval_data=null",
         "loggers.jsonl=null", "loggers.wandb=null", "callbacks.captions=null", f"train_data.cache_root={args.work_dir}/cache",
         f"run_name=bench-{args.shape}-{world}gpu",
     ]
     raw = load_config(args.yaml, bench_overrides + overrides)
     trainer = build_trainer(raw)
+    trainer.state.callbacks[:] = [c for c in trainer.state.callbacks if not isinstance(c, CheckpointSaver)]
     timer = StepTimer()
     trainer.state.callbacks.append(timer)
     profiler = StepProfiler(measured + 1, args.profile) if args.profile else None

@@ -1,7 +1,7 @@
 import json
 
 from convert import chatgpt_to_mds
-from tests.convert.fixtures import chatgpt_seq, image_bytes, read_mds, truncated_jpeg, write_tar
+from tests.conversion.fixtures import chatgpt_seq, image_bytes, read_mds, truncated_jpeg, write_tar
 
 
 def test_chatgpt_json_jsonl_and_tar(tmp_path):

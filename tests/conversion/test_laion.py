@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from convert import laion_to_mds
-from tests.convert.fixtures import big_png, image_bytes, laion_members, read_mds, truncated_jpeg, write_tar
+from tests.conversion.fixtures import big_png, image_bytes, laion_members, read_mds, truncated_jpeg, write_tar
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@ import json
 import math
 
 from convert import jsonl_to_mds
-from tests.convert.fixtures import image_bytes, read_mds, truncated_jpeg
+from tests.conversion.fixtures import image_bytes, read_mds, truncated_jpeg
 
 
 def test_pairs_lines(tmp_path):

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from convert import mmc4_to_mds
-from tests.convert.fixtures import (
+from tests.conversion.fixtures import (
     b64, big_png, image_bytes, mmc4_doc, mmc4_image, read_mds, truncated_jpeg, write_jsonl_zip, write_tar,
 )
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from convert import laion_to_mds, mmc4_to_mds
-from tests.convert.fixtures import (
+from tests.conversion.fixtures import (
     image_bytes, laion_members, mmc4_doc, mmc4_image, read_mds, write_jsonl_zip, write_tar,
 )
 

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.convert.fixtures import (
+from tests.conversion.fixtures import (
     b64, chatgpt_seq, image_bytes, laion_members, mmc4_doc, mmc4_image, read_mds, write_jsonl_zip, write_tar,
 )
 
