@@ -14,7 +14,7 @@ from composer.loggers import WandBLogger
 from composer.optim import (ConstantWithWarmupScheduler, CosineAnnealingWithWarmupScheduler,
                             LinearWithWarmupScheduler)
 
-from recipe.config import (CallbacksConfig, DataConfig, LoggersConfig, ModelConfig, OptimizerConfig,
+from recipe.config import (CallbacksConfig, DataConfig, EvalDataConfig, LoggersConfig, ModelConfig, OptimizerConfig,
                            SchedulerConfig, TrainConfig, redact)
 
 
@@ -234,7 +234,7 @@ def build_loggers(cfg: LoggersConfig, run_name: str, raw_config: dict[str, Any])
     return loggers
 
 
-def cache_root(cfg: DataConfig, run_name: str) -> str:
+def cache_root(cfg: DataConfig | EvalDataConfig, run_name: str) -> str:
     """Where URL remotes are cached: per run, the same path on every rank of a node."""
     return cfg.cache_root or os.path.join(tempfile.gettempdir(), "flamingo-cache", run_name)
 
@@ -249,7 +249,7 @@ def build_train_dataloader(cfg: DataConfig, tokenizer, image_transform, seed: in
                  per_source_microbatches=cfg.microbatches == "per_source")
 
 
-def build_evaluators(cfg: DataConfig, tokenizer, image_transform, seed: int, run_name: str) -> list:
+def build_evaluators(cfg: EvalDataConfig, tokenizer, image_transform, seed: int, run_name: str) -> list:
     """One Composer Evaluator per held-out source, scored with that source's loss and perplexity."""
     from composer.core import Evaluator
 

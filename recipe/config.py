@@ -126,6 +126,45 @@ class DataConfig:
 
 
 @dataclass
+class EvalDataConfig:
+    """Held-out sources (same names as training), one unshuffled pass each
+    (recipe.data.sources.build_eval_dataloader); only what that loader reads."""
+    sources: dict[str, Any] = field(default_factory=dict)
+    num_workers: int = 4
+    pin_memory: Optional[bool] = None  # None: on when CUDA is available
+    cache_root: Optional[str] = None  # where URL remotes are cached (default: $TMPDIR/flamingo-cache/<run>)
+
+
+# Training keys that evaluation would accept and ignore: each is a one-line error saying why.
+_NOT_FOR_EVAL = {
+    "prefetch_factor": "not used for evaluation (eval loaders keep PyTorch's default; remove it)",
+    "microbatches": "not used for evaluation (an eval batch holds one source and runs whole; remove it)",
+    "clean_stale_shm": "not used for evaluation (train_data.clean_stale_shm cleans before the eval loaders are "
+                       "built; remove it)",
+}
+_NOT_FOR_EVAL_SOURCE = {
+    "shuffle": "not used for evaluation (each source is read once, in order; remove it)",
+    "shuffle_seed": "not used for evaluation (each source is read once, in order; remove it)",
+    "shuffle_block_size": "not used for evaluation (each source is read once, in order; remove it)",
+    "epoch_size": "not used for evaluation (the whole source is read; eval_subset_num_batches shortens it)",
+    "loss_multiplier": "not used for evaluation (each source's loss is reported unweighted; remove it)",
+}
+
+
+def _reject_unused_eval_keys(raw: dict) -> None:
+    data = raw.get("eval_data")
+    if not isinstance(data, dict):
+        return
+    for key, why in _NOT_FOR_EVAL.items():
+        if key in data:
+            raise ConfigError(f"eval_data.{key}: {why}")
+    for name, src in (data.get("sources") or {}).items():
+        for key, why in _NOT_FOR_EVAL_SOURCE.items():
+            if isinstance(src, dict) and key in src:
+                raise ConfigError(f"eval_data.sources.{name}.{key}: {why}")
+
+
+@dataclass
 class OptimizerConfig:
     """torch.optim.AdamW over the trainable parameters. `weight_decay`: the cross-attention blocks (all their
     parameters, as the reference); `weight_decay_backbone`: matrices of unfrozen LM layers / vision blocks (never
@@ -249,7 +288,7 @@ class TrainConfig:
     device_train_microbatch_size: int
     variables: dict[str, Any] = field(default_factory=dict)
     seed: int = 42
-    eval_data: Optional[DataConfig] = None
+    eval_data: Optional[EvalDataConfig] = None
     eval_interval: str = "2000ba"
     eval_subset_num_batches: int = -1
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
@@ -433,10 +472,11 @@ def _source_config_class():
 
 def validate(raw: dict) -> TrainConfig:
     """Check a resolved config dict against the schema and cross-key rules; returns the typed config."""
+    _reject_unused_eval_keys(raw)
     cfg: TrainConfig = build_dataclass(TrainConfig, raw)
     source_cls = _source_config_class()
     for loader_key in ("train_data", "eval_data"):
-        data: Optional[DataConfig] = getattr(cfg, loader_key)
+        data = getattr(cfg, loader_key)
         if data is None:
             continue
         if not data.sources:

@@ -62,6 +62,32 @@ def test_bad_configs_are_one_clear_error(overrides, extra, message):
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("extra, message", [
+    ("eval_data.prefetch_factor=4", "eval_data.prefetch_factor: not used for evaluation"),
+    ("eval_data.microbatches=mixed", "eval_data.microbatches: not used for evaluation"),
+    ("eval_data.clean_stale_shm=false", "eval_data.clean_stale_shm: not used for evaluation"),
+    ("eval_data.sources.laion.shuffle=true", "eval_data.sources.laion.shuffle: not used for evaluation"),
+    ("eval_data.sources.laion.shuffle_seed=1", "eval_data.sources.laion.shuffle_seed: not used for evaluation"),
+    ("eval_data.sources.mmc4.shuffle_block_size=8", "eval_data.sources.mmc4.shuffle_block_size: not used"),
+    ("eval_data.sources.mmc4.epoch_size=100", "eval_data.sources.mmc4.epoch_size: not used for evaluation"),
+    ("eval_data.sources.mmc4.loss_multiplier=2", "eval_data.sources.mmc4.loss_multiplier: not used for evaluation"),
+])
+def test_eval_keys_without_effect_are_errors(demo_assets, tmp_path, extra, message):
+    """Keys evaluation would ignore (training-only settings) stop the run, naming the key."""
+    raw = load_config(DEMO_YAML, [f"variables.out={demo_assets['out']}", f"model.vision_name={demo_assets['vision']}",
+                                  f"save_folder={tmp_path}/ckpt", "callbacks.captions=null", extra])
+    with pytest.raises(ConfigError) as e:
+        validate(raw)
+    assert str(e.value).startswith(message) and "\n" not in str(e.value)
+
+
+def test_demo_eval_data_is_valid(demo_assets, tmp_path):
+    raw = load_config(DEMO_YAML, [f"variables.out={demo_assets['out']}", f"model.vision_name={demo_assets['vision']}",
+                                  f"save_folder={tmp_path}/ckpt", "callbacks.captions=null"])
+    cfg = validate(raw)
+    assert set(cfg.eval_data.sources) == {"laion", "mmc4"} and cfg.eval_data.num_workers == 0
+
+
 def test_device_train_microbatch_size_splitting_rule(overrides):
     # 16 and 8 split into 2 microbatches of (8, 4) samples: fine.
     cfg = validate(_raw(overrides, "device_train_microbatch_size=8"))
