@@ -206,7 +206,7 @@ def build_checkpoint_saver(cfg: TrainConfig, signature: dict[str, Any], raw_conf
         # checkpoint's own (30 s retries at the end of training).
         latest_filename="latest-rank{rank}.pt", latest_remote_file_name=None,
         overwrite=cfg.save_overwrite or cfg.autoresume, save_interval=cfg.save_interval,
-        num_checkpoints_to_keep=cfg.save_num_checkpoints_to_keep,
+        num_checkpoints_to_keep=cfg.save_num_checkpoints_to_keep, weights_only=cfg.save_weights_only,
         signature=signature, config_sha256=config_hash(redact(raw_config)))
 
 

@@ -279,6 +279,10 @@ class LoggersConfig:
     jsonl: Optional[JSONLConfig] = field(default_factory=JSONLConfig)
 
 
+# Defaults that differ from composer.Trainer's, so a Composer habit does not mislead: load_weights_only true
+# (Composer: false; load_path is a warm start, autoresume always restores everything), save_num_checkpoints_to_keep
+# 1 (Composer: -1, all), save_interval 1000ba (1ep), eval_interval 2000ba (1ep), console_log_interval 10ba
+# (1ba), log_to_console true (false), progress_bar false (true), dist_timeout 600 (300), seed 42 (random).
 @dataclass
 class TrainConfig:
     run_name: str
@@ -288,8 +292,13 @@ class TrainConfig:
     device_train_microbatch_size: int
     variables: dict[str, Any] = field(default_factory=dict)
     seed: int = 42
+    # llm-foundry's key, here only a check: batches are set per source and per device
+    # (train_data.sources.<name>.batch_size), and this must equal their sum x processes, the samples of one
+    # step (what Composer counts in `sp`).
+    global_train_batch_size: Optional[int] = None
     eval_data: Optional[EvalDataConfig] = None
     eval_interval: str = "2000ba"
+    eval_first: bool = False  # evaluate once before the first step (not when resuming), as llm-foundry does
     eval_subset_num_batches: int = -1
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
@@ -305,6 +314,7 @@ class TrainConfig:
     save_interval: str = "1000ba"
     save_num_checkpoints_to_keep: int = 1
     save_overwrite: bool = False
+    save_weights_only: bool = False  # checkpoints hold the model only; they cannot resume a run
     autoresume: bool = False
     load_path: Optional[str] = None
     load_weights_only: bool = True
@@ -314,6 +324,9 @@ class TrainConfig:
     log_to_console: bool = True
     console_log_interval: str = "10ba"
     progress_bar: bool = False
+    # Level of the `composer` and `recipe` Python loggers (debug, info, ...), with llm-foundry's line format;
+    # null leaves Python logging as it is.
+    python_log_level: Optional[str] = None
     callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
     loggers: LoggersConfig = field(default_factory=LoggersConfig)
     # What validation chose for the keys set to `auto` (key -> value), for the startup log.
@@ -454,15 +467,29 @@ def _check_exists(path: Optional[str], key: str, what: str = "path"):
         raise ConfigError(f"{key}: {what} does not exist: {path}")
 
 
-def _duration_units(value: str, key: str, allowed: tuple[str, ...] = ("ba",)) -> int:
+# Duration units per key: what Composer (or our callback) counts for it. `sp` counts the samples of all sources
+# (one step = every source's global batch), `tok` their tokens. `ep` is nowhere: a streaming epoch is the whole data.
+_ANY_STEP_UNIT = (("ba", "sp", "tok"), "an epoch of streaming data is all of it")
+_DURATION_UNITS = {
+    "max_duration": _ANY_STEP_UNIT,
+    "scheduler.t_warmup": _ANY_STEP_UNIT,
+    "save_interval": _ANY_STEP_UNIT,
+    "eval_interval": _ANY_STEP_UNIT,
+    "console_log_interval": (("ba",), "Composer's console logger counts batches or epochs"),
+    "callbacks.captions.interval": (("ba",), "the captions callback counts batches"),
+}
+
+
+def _duration_unit(value: str, key: str) -> str:
     from composer.core import Time
     try:
-        t = Time.from_timestring(value)
+        unit = Time.from_timestring(value).unit.value
     except (ValueError, TypeError):
         raise ConfigError(f"{key}: not a duration like '1000ba': {value!r}") from None
-    if t.unit.value not in allowed:
-        raise ConfigError(f"{key}: use {' or '.join(allowed)} units (streaming epochs are huge), got {value!r}")
-    return t.value
+    allowed, why = _DURATION_UNITS[key]
+    if unit not in allowed:
+        raise ConfigError(f"{key}: use {', '.join(allowed)} units ({why}), got {value!r}")
+    return unit
 
 
 def _source_config_class():
@@ -470,8 +497,27 @@ def _source_config_class():
     return SourceConfig
 
 
+# llm-foundry names a user may bring: one line saying what to write here, not a bare "unknown key".
+_FOREIGN_KEYS = {
+    "fsdp_config": "use parallelism_config.fsdp instead (Composer's FSDP keys, e.g. "
+                   "parallelism_config.fsdp.sharding_strategy=FULL_SHARD)",
+    "device_eval_batch_size": "use eval_data.sources.<name>.batch_size (per device) instead",
+    "train_loader": "use train_data instead (named sources, each with its own per-device batch_size)",
+    "eval_loader": "use eval_data instead (named held-out sources)",
+}
+_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
 def validate(raw: dict) -> TrainConfig:
     """Check a resolved config dict against the schema and cross-key rules; returns the typed config."""
+    for key, what in _FOREIGN_KEYS.items():
+        if key in raw:
+            raise ConfigError(f"{key}: {what}")
+    if raw.get("device_train_microbatch_size") == "auto":
+        # Composer starts its search at the train loader's batch_size, which a step of several per-source
+        # batches does not have, and its halving would change the sources' mix within a microbatch.
+        raise ConfigError("device_train_microbatch_size: 'auto' does not apply to per-source batches; set an "
+                          "integer (lower it on out-of-memory)")
     _reject_unused_eval_keys(raw)
     cfg: TrainConfig = build_dataclass(TrainConfig, raw)
     source_cls = _source_config_class()
@@ -514,13 +560,15 @@ def validate(raw: dict) -> TrainConfig:
         raise ConfigError(f"callbacks.scheduled_gc: need interval >= 1 and generation 0, 1 or 2, got "
                           f"{gc_cfg.interval}, {gc_cfg.generation}")
 
-    _duration_units(cfg.max_duration, "max_duration")
-    _duration_units(cfg.scheduler.t_warmup, "scheduler.t_warmup")
-    _duration_units(cfg.save_interval, "save_interval")
-    _duration_units(cfg.eval_interval, "eval_interval")
-    _duration_units(cfg.console_log_interval, "console_log_interval")
+    max_unit = _duration_unit(cfg.max_duration, "max_duration")
+    if _duration_unit(cfg.scheduler.t_warmup, "scheduler.t_warmup") != max_unit:
+        raise ConfigError(f"scheduler.t_warmup: Composer's warmup schedulers need the unit of max_duration "
+                          f"({max_unit}), got {cfg.scheduler.t_warmup!r}")
+    _duration_unit(cfg.save_interval, "save_interval")
+    _duration_unit(cfg.eval_interval, "eval_interval")
+    _duration_unit(cfg.console_log_interval, "console_log_interval")
     if cfg.callbacks.captions is not None:
-        _duration_units(cfg.callbacks.captions.interval, "callbacks.captions.interval")
+        _duration_unit(cfg.callbacks.captions.interval, "callbacks.captions.interval")
         if not cfg.callbacks.captions.images:
             raise ConfigError("callbacks.captions.images: list at least one image file")
         for i, image in enumerate(cfg.callbacks.captions.images):
@@ -576,7 +624,19 @@ def validate(raw: dict) -> TrainConfig:
                               "(number of nodes)")
     if cfg.autoresume and cfg.save_folder is None:
         raise ConfigError("autoresume: needs save_folder (where the run's checkpoints live)")
+    if cfg.save_weights_only and cfg.autoresume:
+        raise ConfigError("save_weights_only: autoresume needs full checkpoints (optimizer, scheduler, data "
+                          "position); set autoresume=false")
+    if cfg.eval_first and cfg.eval_data is None:
+        raise ConfigError("eval_first: needs eval_data")
+    if cfg.python_log_level is not None and cfg.python_log_level.lower() not in _LOG_LEVELS:
+        raise ConfigError(f"python_log_level: expected one of {', '.join(_LOG_LEVELS)}, got {cfg.python_log_level!r}")
     world = _launched_world_size()
+    step = sum(sizes.values()) * world
+    if cfg.global_train_batch_size is not None and cfg.global_train_batch_size != step:
+        raise ConfigError(f"global_train_batch_size={cfg.global_train_batch_size}: the per-device source batches "
+                          f"give {' + '.join(map(str, sizes.values()))} x {world} process(es) = {step}; set "
+                          f"train_data.sources.<name>.batch_size (per device) instead")
     for name, src in cfg.train_data.sources.items():
         if src.epoch_size is not None and src.epoch_size < src.batch_size * world:
             raise ConfigError(f"train_data.sources.{name}.epoch_size={src.epoch_size}: holds no full global batch "

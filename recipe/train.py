@@ -56,10 +56,24 @@ def _resume_point(cfg: TrainConfig, signature: dict, spike_history: list | None)
     return (found, False) if found else (cfg.load_path, cfg.load_weights_only)
 
 
+def _configure_python_logging(level: str) -> None:
+    """llm-foundry's `python_log_level`: its line format (with the rank), the level on our and Composer's loggers."""
+    import logging
+
+    from composer.utils import dist
+
+    logging.basicConfig(format=f"%(asctime)s: rank{dist.get_global_rank()}[%(process)d][%(threadName)s]: "
+                               "%(levelname)s: %(name)s: %(message)s")
+    for name in ("composer", "recipe"):
+        logging.getLogger(name).setLevel(level.upper())
+
+
 def build_trainer(raw_config: dict, spike_history: list | None = None):
     """Validate `raw_config` (a resolved plain dict) and build the `composer.Trainer` it describes.
     `spike_history`: the spike guard's record when rebuilding after a rollback."""
     cfg: TrainConfig = validate(raw_config)
+    if cfg.python_log_level is not None:
+        _configure_python_logging(cfg.python_log_level)
     if spike_history is None:  # a rollback rebuilds with URLs already checked
         check_urls(cfg)
 
@@ -128,6 +142,10 @@ def main(raw_config: dict):
     while True:
         trainer = build_trainer(raw_config, spike_history)
         try:
+            # `eval_first` (validated by build_trainer): Composer 0.32's fit() has no such switch; llm-foundry
+            # also calls eval() itself, only at batch 0 so that a resumed run does not evaluate again.
+            if raw_config.get("eval_first") and int(trainer.state.timestamp.batch) == 0:
+                trainer.eval()
             trainer.fit()
             return trainer
         except SpikeDetected as spike:

@@ -33,7 +33,17 @@ def test_demo_config_is_valid(overrides):
      "mmc4.batch_size=5 does not split into the 2 microbatches"),
     ("model.lm_path=/no/such/lm", "model.lm_path: local model folder does not exist: /no/such/lm"),
     ("train_data.sources.laion.streams.main.remote=/no/such/mds", "MDS folder does not exist"),
-    ("max_duration=1ep", "max_duration: use ba units"),
+    ("max_duration=1ep", "max_duration: use ba, sp, tok units (an epoch of streaming data is all of it)"),
+    ("console_log_interval=96sp", "console_log_interval: use ba units (Composer's console logger counts batches"),
+    ("scheduler.t_warmup=240sp", "scheduler.t_warmup: Composer's warmup schedulers need the unit of max_duration (ba)"),
+    ("fsdp_config.sharding_strategy=FULL_SHARD", "fsdp_config: use parallelism_config.fsdp instead"),
+    ("device_eval_batch_size=8", "device_eval_batch_size: use eval_data.sources.<name>.batch_size (per device)"),
+    ("device_train_microbatch_size=auto", "device_train_microbatch_size: 'auto' does not apply to per-source batches"),
+    ("global_train_batch_size=32", "global_train_batch_size=32: the per-device source batches give 16 + 8 x 1 "
+                                   "process(es) = 24; set train_data.sources.<name>.batch_size (per device) instead"),
+    ("save_weights_only=true autoresume=true", "save_weights_only: autoresume needs full checkpoints"),
+    ("eval_first=true", "eval_first: needs eval_data"),
+    ("python_log_level=verbose", "python_log_level: expected one of debug, info, warning, error, critical"),
     ("precision=amp_bf16", "CPU training supports only fp32"),
     ("autoresume=true save_folder=null", "autoresume: needs save_folder"),
     ("parallelism_config.fsdp.sharding_strategy=FULL_SHARD", "FSDP needs CUDA"),
@@ -88,6 +98,17 @@ def test_demo_eval_data_is_valid(demo_assets, tmp_path):
     assert set(cfg.eval_data.sources) == {"laion", "mmc4"} and cfg.eval_data.num_workers == 0
 
 
+def test_llm_foundry_keys_and_durations_in_samples_and_tokens(overrides, monkeypatch):
+    cfg = validate(_raw(overrides, "max_duration=4800sp", "scheduler.t_warmup=240sp", "save_interval=1000tok",
+                        "eval_interval=96sp", "global_train_batch_size=24", "python_log_level=DEBUG",
+                        "save_weights_only=true"))
+    assert (cfg.max_duration, cfg.global_train_batch_size, cfg.save_weights_only) == ("4800sp", 24, True)
+    cfg = validate(_raw(overrides, "max_duration=1000000tok", "scheduler.t_warmup=1000tok"))
+    assert cfg.scheduler.t_warmup == "1000tok"
+    monkeypatch.setenv("WORLD_SIZE", "8")  # the global batch counts every process
+    assert validate(_raw(overrides, "global_train_batch_size=192")).global_train_batch_size == 192
+
+
 def test_device_train_microbatch_size_splitting_rule(overrides):
     # 16 and 8 split into 2 microbatches of (8, 4) samples: fine.
     cfg = validate(_raw(overrides, "device_train_microbatch_size=8"))
@@ -110,6 +131,8 @@ def test_secrets_are_redacted():
     (["max_duraton=10ba"], "config error: unknown key 'max_duraton' (did you mean 'max_duration'?)"),
     (["train_data.sources.laion.batch_size=fifteen"], "train_data.sources.laion.batch_size: expected an integer"),
     (["model.tokenizer_path=/missing/tok"], "model.tokenizer_path: local model folder does not exist"),
+    (["device_train_microbatch_size=auto"], "config error: device_train_microbatch_size: 'auto' does not apply"),
+    (["fsdp_config.sharding_strategy=FULL_SHARD"], "config error: fsdp_config: use parallelism_config.fsdp instead"),
 ])
 def test_cli_prints_one_line_and_fails(overrides, extra, message):
     proc = run_train(overrides(*extra))
