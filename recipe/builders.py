@@ -9,13 +9,12 @@ from typing import Any, Optional
 
 import torch
 from composer.algorithms import GradientClipping
-from composer.callbacks import LRMonitor, MemoryMonitor, RuntimeEstimator, SpeedMonitor
-from composer.loggers import WandBLogger
 from composer.optim import (ConstantWithWarmupScheduler, CosineAnnealingWithWarmupScheduler,
                             LinearWithWarmupScheduler)
 
-from recipe.config import (CallbacksConfig, DataConfig, EvalDataConfig, LoggersConfig, ModelConfig, OptimizerConfig,
-                           SchedulerConfig, TrainConfig, redact)
+from recipe import registry
+from recipe.config import (DataConfig, EvalDataConfig, ModelConfig, OptimizerConfig, SchedulerConfig, TrainConfig,
+                           redact)
 
 
 def build_flamingo_model(cfg: ModelConfig):
@@ -143,34 +142,26 @@ def build_algorithms(cfg: TrainConfig) -> list:
                                                      clipping_threshold=clip.clipping_threshold)]
 
 
-def build_callbacks(cfg: CallbacksConfig, tokenizer, image_transform, on_gpu: bool, console: bool,
+def _arguments(kwargs) -> dict[str, Any]:
+    """Validated arguments: a schema dataclass for the recipe's own classes, else a mapping."""
+    import dataclasses
+
+    return dataclasses.asdict(kwargs) if dataclasses.is_dataclass(kwargs) else dict(kwargs)
+
+
+def build_callbacks(cfg: dict[str, Any], tokenizer, image_transform, on_gpu: bool, console: bool,
                     train_spec, spike_history: Optional[list] = None) -> list:
-    from recipe.captions import CaptionSamples
+    """The validated `callbacks` section (name -> arguments, recipe/registry.py), plus the rejection counter."""
     from recipe.rejections import RejectionCounter
-    from recipe.scheduled_gc import ScheduledGC
 
+    # What the config cannot hold, per callback.
+    runtime = {"captions": {"tokenizer": tokenizer, "image_transform": image_transform, "print_to_console": console},
+               "spike_guard": {"history": spike_history}}
     callbacks = [RejectionCounter(train_spec.dataloader.dataset.rejection_reasons)]
-    if cfg.speed_monitor is not None:
-        callbacks.append(SpeedMonitor(window_size=cfg.speed_monitor.window_size,
-                                      gpu_flops_available=cfg.speed_monitor.gpu_flops_available))
-    if cfg.lr_monitor:
-        callbacks.append(LRMonitor())
-    if cfg.memory_monitor and on_gpu:  # CUDA memory statistics only
-        callbacks.append(MemoryMonitor())
-    if cfg.runtime_estimator:
-        callbacks.append(RuntimeEstimator())
-    if cfg.scheduled_gc is not None:
-        callbacks.append(ScheduledGC(cfg.scheduled_gc.interval, cfg.scheduled_gc.generation))
-    if cfg.captions is not None:
-        c = cfg.captions
-        callbacks.append(CaptionSamples(c.images, tokenizer, image_transform, interval=c.interval, prompt=c.prompt,
-                                        max_new_tokens=c.max_new_tokens, num_beams=c.num_beams,
-                                        print_to_console=console))
-    if cfg.spike_guard is not None:
-        from recipe.callbacks.spike_guard import SpikeGuard
-
-        g = cfg.spike_guard  # skip_batches is applied where the rollback resumes (recipe/train.py)
-        callbacks.append(SpikeGuard(g.window, g.factor, g.max_rollbacks, history=spike_history))
+    for name, kwargs in cfg.items():
+        if name == "memory_monitor" and not on_gpu:  # CUDA memory statistics only
+            continue
+        callbacks.append(registry.resolve(registry.CALLBACKS[name])(**_arguments(kwargs), **runtime.get(name, {})))
     return callbacks
 
 
@@ -210,28 +201,42 @@ def build_checkpoint_saver(cfg: TrainConfig, signature: dict[str, Any], raw_conf
         signature=signature, config_sha256=config_hash(redact(raw_config)))
 
 
-def build_loggers(cfg: LoggersConfig, run_name: str, raw_config: dict[str, Any]) -> list:
-    from recipe.jsonl_logger import JSONLLogger
-
+def build_loggers(cfg: dict[str, Any], run_name: str, raw_config: dict[str, Any]) -> list:
+    """The validated `loggers` section (name -> arguments, recipe/registry.py)."""
     loggers = []
-    if cfg.jsonl is not None:
-        loggers.append(JSONLLogger(cfg.jsonl.path.replace("{run_name}", run_name)))
-    if cfg.wandb is not None and cfg.wandb.mode != "disabled":
-        w = cfg.wandb
-        # The resolved config, with credential-looking values masked; environment variables never.
-        import wandb
-
-        # No run metadata: it records the command line, where a secret may have been passed as an override.
-        # allow_offline_artifacts=False: wandb 0.18 otherwise asks the server about every logged table,
-        # which blocks for minutes when offline.
-        settings = wandb.Settings(_disable_meta=True, allow_offline_artifacts=w.mode != "offline")
-        init_kwargs = {"mode": w.mode, "config": redact(raw_config), "settings": settings}
-        if w.dir is not None:
-            os.makedirs(w.dir, exist_ok=True)
-            init_kwargs["dir"] = w.dir
-        loggers.append(WandBLogger(project=w.project, entity=w.entity, group=w.group, tags=list(w.tags) or None,
-                                   init_kwargs=init_kwargs))
+    for name, kwargs in cfg.items():
+        kwargs = _arguments(kwargs)
+        if name == "jsonl":
+            kwargs["path"] = kwargs["path"].replace("{run_name}", run_name)
+        if name == "wandb":
+            kwargs = _wandb_arguments(kwargs, raw_config)
+            if kwargs is None:
+                continue
+        loggers.append(registry.resolve(registry.LOGGERS[name])(**kwargs))
     return loggers
+
+
+def _wandb_arguments(kwargs: dict[str, Any], raw_config: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """WandBLogger's arguments, with `mode` and `dir` moved into wandb.init's; None when disabled."""
+    import wandb
+
+    init_kwargs = dict(kwargs.pop("init_kwargs", None) or {})
+    for key in ("mode", "dir"):
+        if kwargs.get(key) is not None:
+            init_kwargs[key] = kwargs[key]
+        kwargs.pop(key, None)
+    mode = init_kwargs.get("mode") or os.environ.get("WANDB_MODE")
+    if mode == "disabled":
+        return None
+    if "dir" in init_kwargs:
+        os.makedirs(init_kwargs["dir"], exist_ok=True)
+    # No run metadata: it records the command line, where a secret may have been passed as an override.
+    # allow_offline_artifacts=False: wandb 0.18 otherwise asks the server about every logged table, which
+    # blocks for minutes when offline. The resolved config, with credential-looking values masked;
+    # environment variables never.
+    init_kwargs.update(config=redact(raw_config),
+                       settings=wandb.Settings(_disable_meta=True, allow_offline_artifacts=mode != "offline"))
+    return {**kwargs, "init_kwargs": init_kwargs}
 
 
 def cache_root(cfg: DataConfig | EvalDataConfig, run_name: str) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
+import inspect
 import os
 import types
 import typing
@@ -214,12 +216,6 @@ class ParallelismConfig:
 
 
 @dataclass
-class SpeedMonitorConfig:
-    window_size: int = 10
-    gpu_flops_available: Optional[float] = None  # set for GPUs Composer does not know (MFU is off otherwise)
-
-
-@dataclass
 class CaptionsConfig:
     """Generate captions for a fixed set of images every `interval` (a W&B table, else console + JSONL)."""
     images: list[str] = field(default_factory=list)
@@ -248,35 +244,16 @@ class SpikeGuardConfig:
 
 
 @dataclass
-class CallbacksConfig:
-    speed_monitor: Optional[SpeedMonitorConfig] = field(default_factory=SpeedMonitorConfig)
-    lr_monitor: bool = True
-    memory_monitor: bool = True
-    runtime_estimator: bool = True
-    scheduled_gc: Optional[ScheduledGCConfig] = None
-    captions: Optional[CaptionsConfig] = None
-    spike_guard: Optional[SpikeGuardConfig] = None
-
-
-@dataclass
-class WandBConfig:
-    project: str = "flamingo-recipe"
-    entity: Optional[str] = None
-    group: Optional[str] = None
-    tags: list[str] = field(default_factory=list)
-    mode: Literal["online", "offline", "disabled"] = "online"
-    dir: Optional[str] = None
-
-
-@dataclass
 class JSONLConfig:
     path: str = "runs/{run_name}/metrics.jsonl"  # `{run_name}` is filled in
 
 
-@dataclass
-class LoggersConfig:
-    wandb: Optional[WandBConfig] = None
-    jsonl: Optional[JSONLConfig] = field(default_factory=JSONLConfig)
+# The recipe's own callbacks and loggers are checked against these (types and ranges); Composer's against
+# their constructors' signatures. The builder adds what the config cannot hold (tokenizer, history, ...).
+_OWN_SCHEMAS = {"captions": CaptionsConfig, "scheduled_gc": ScheduledGCConfig, "spike_guard": SpikeGuardConfig,
+                "jsonl": JSONLConfig}
+# wandb.init's `mode` and `dir` beside WandBLogger's own arguments (the builder passes them in init_kwargs).
+_EXTRA_KWARGS = {"wandb": {"mode": Literal["online", "offline", "disabled"], "dir": Optional[str]}}
 
 
 # Defaults that differ from composer.Trainer's, so a Composer habit does not mislead: load_weights_only true
@@ -327,8 +304,11 @@ class TrainConfig:
     # Level of the `composer` and `recipe` Python loggers (debug, info, ...), with llm-foundry's line format;
     # null leaves Python logging as it is.
     python_log_level: Optional[str] = None
-    callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
-    loggers: LoggersConfig = field(default_factory=LoggersConfig)
+    # name (recipe/registry.py) -> its keyword arguments; `true` = {}, null or false = off. Only what is
+    # listed is built; these defaults apply when the section is absent.
+    callbacks: dict[str, Any] = field(default_factory=lambda: {
+        "speed_monitor": {}, "lr_monitor": {}, "memory_monitor": {}, "runtime_estimator": {}})
+    loggers: dict[str, Any] = field(default_factory=lambda: {"jsonl": {}})
     # What validation chose for the keys set to `auto` (key -> value), for the startup log.
     auto_choices: dict[str, Any] = field(default_factory=dict, init=False)
 
@@ -555,7 +535,9 @@ def validate(raw: dict) -> TrainConfig:
         if cfg.model.cuda_graphs is True and chunks > 1:
             raise ConfigError(f"model.cuda_graphs: needs one microbatch per step (device_train_microbatch_size >= "
                               f"{largest}); gradient accumulation over graph replays is not supported")
-    gc_cfg = cfg.callbacks.scheduled_gc
+    cfg.callbacks = _plugins("callbacks", cfg.callbacks)
+    cfg.loggers = _plugins("loggers", cfg.loggers)
+    gc_cfg = cfg.callbacks.get("scheduled_gc")
     if gc_cfg is not None and (gc_cfg.interval < 1 or gc_cfg.generation not in (0, 1, 2)):
         raise ConfigError(f"callbacks.scheduled_gc: need interval >= 1 and generation 0, 1 or 2, got "
                           f"{gc_cfg.interval}, {gc_cfg.generation}")
@@ -567,11 +549,12 @@ def validate(raw: dict) -> TrainConfig:
     _duration_unit(cfg.save_interval, "save_interval")
     _duration_unit(cfg.eval_interval, "eval_interval")
     _duration_unit(cfg.console_log_interval, "console_log_interval")
-    if cfg.callbacks.captions is not None:
-        _duration_unit(cfg.callbacks.captions.interval, "callbacks.captions.interval")
-        if not cfg.callbacks.captions.images:
+    captions = cfg.callbacks.get("captions")
+    if captions is not None:
+        _duration_unit(captions.interval, "callbacks.captions.interval")
+        if not captions.images:
             raise ConfigError("callbacks.captions.images: list at least one image file")
-        for i, image in enumerate(cfg.callbacks.captions.images):
+        for i, image in enumerate(captions.images):
             _check_exists(image, f"callbacks.captions.images[{i}]", "image file")
 
     t = cfg.model.trainable
@@ -641,7 +624,7 @@ def validate(raw: dict) -> TrainConfig:
         if src.epoch_size is not None and src.epoch_size < src.batch_size * world:
             raise ConfigError(f"train_data.sources.{name}.epoch_size={src.epoch_size}: holds no full global batch "
                               f"({world} process(es) x batch_size {src.batch_size} = {src.batch_size * world})")
-    guard = cfg.callbacks.spike_guard
+    guard = cfg.callbacks.get("spike_guard")
     if guard is not None:
         if not cfg.autoresume:
             raise ConfigError("callbacks.spike_guard: rolls back to the run's own checkpoints; needs autoresume=true "
@@ -653,6 +636,71 @@ def validate(raw: dict) -> TrainConfig:
         raise ConfigError("save_num_checkpoints_to_keep: 0 keeps no local checkpoint; use it only with a "
                           "remote save_folder")
     return cfg
+
+
+def _plugins(section: str, entries: dict[str, Any]) -> dict[str, Any]:
+    """`callbacks` / `loggers`: name -> checked arguments (a schema dataclass for the recipe's own), off ones
+    dropped."""
+    from recipe import registry
+
+    known = registry.CALLBACKS if section == "callbacks" else registry.LOGGERS
+    out = {}
+    for name, kwargs in entries.items():
+        path = f"{section}.{name}"
+        if kwargs is None or kwargs is False:  # lets a command line turn off what a YAML lists
+            continue
+        if name in registry.ELSEWHERE:
+            raise ConfigError(f"{path}: {registry.ELSEWHERE[name]}")
+        if name not in known:
+            close = _suggest(name, list(known))
+            hint = f"did you mean '{section}.{close}'?" if close else f"known: {', '.join(known)}"
+            raise ConfigError(f"{path}: unknown {section[:-1]} ({hint})")
+        kwargs = {} if kwargs is True else kwargs
+        if not isinstance(kwargs, dict):
+            raise ConfigError(f"{path}: expected a mapping of its arguments (or true / null), got {_describe(kwargs)}")
+        if name in _OWN_SCHEMAS:
+            out[name] = build_dataclass(_OWN_SCHEMAS[name], kwargs, path)
+            continue
+        extra = _EXTRA_KWARGS.get(name, {})
+        for key, tp in extra.items():
+            if key in kwargs:
+                _build(tp, kwargs[key], f"{path}.{key}")
+        _check_kwargs(registry.resolve(known[name]), {k: v for k, v in kwargs.items() if k not in extra}, path,
+                      extra=list(extra))
+        package = registry.PACKAGES.get(name)
+        if package and kwargs.get("mode") != "disabled" and importlib.util.find_spec(package) is None:
+            raise ConfigError(f"{path}: needs the {package} package (pip install {package})")
+        out[name] = kwargs
+    return out
+
+
+def _check_kwargs(cls: type, kwargs: dict, path: str, extra: list[str]) -> None:
+    """`kwargs` against `cls`'s constructor: known names, required ones present, values of the annotated
+    types where the schema walker knows the type (Composer checks the rest itself)."""
+    params = inspect.signature(cls).parameters
+    named = {n: p for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    # A bare (*args, **kwargs) constructor (NaNMonitor, FreeOutputs) only forwards to Callback, which takes none.
+    open_ended = named and any(p.kind is p.VAR_KEYWORD for p in params.values())
+    for key in kwargs:
+        if key not in named and not open_ended:
+            options = list(named) + extra
+            close = _suggest(str(key), options)
+            hint = (f" (did you mean '{path}.{close}'?)" if close else
+                    f" (known keys: {', '.join(options)})" if options else f" ({cls.__name__} takes no arguments)")
+            raise ConfigError(f"unknown key '{path}.{key}'{hint}")
+    for name, p in named.items():
+        if p.default is p.empty and name not in kwargs:
+            raise ConfigError(f"missing required key '{path}.{name}'")
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # annotations naming what the module imports only for type checkers
+        hints = {}
+    for key, value in kwargs.items():
+        if key in hints:
+            try:
+                _build(hints[key], value, f"{path}.{key}")
+            except TypeError:  # a type the walker does not know (Time, callables): left to the class
+                pass
 
 
 def _launched_world_size() -> int:

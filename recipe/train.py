@@ -48,7 +48,7 @@ def _resume_point(cfg: TrainConfig, signature: dict, spike_history: list | None)
     found = answer[0]
     if pending is not None:
         start = checkpoint_batch(os.path.basename(found)) if found else 0
-        pending["skip"] = [max(start, pending["batch"] - cfg.callbacks.spike_guard.skip_batches + 1), pending["batch"]]
+        pending["skip"] = [max(start, pending["batch"] - pending["skip_batches"] + 1), pending["batch"]]
         if dist.get_global_rank() == 0:
             print(f"spike guard: rolled back to {os.path.basename(found) if found else 'the start'}; batches "
                   f"{pending['skip'][0]}-{pending['skip'][1]} will be drawn but not trained on", file=sys.stderr,

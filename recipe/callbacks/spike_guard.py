@@ -40,11 +40,12 @@ def describe(event: dict[str, Any]) -> str:
 
 
 class SpikeGuard(Callback):
-    def __init__(self, window: int = 100, factor: float = 3.0, max_rollbacks: int = 3,
+    def __init__(self, window: int = 100, factor: float = 3.0, skip_batches: int = 20, max_rollbacks: int = 3,
                  history: Optional[list[dict[str, Any]]] = None):
-        self.window, self.factor, self.max_rollbacks = window, factor, max_rollbacks
+        self.window, self.factor, self.skip_batches, self.max_rollbacks = window, factor, skip_batches, max_rollbacks
         self.recent: deque[float] = deque(maxlen=window)
-        # One record per spike: batch, reason, loss, median, and `skip` [first, last] once rolled back.
+        # One record per spike: batch, reason, loss, median, skip_batches, and `skip` [first, last] once the
+        # rollback knows where it resumes (recipe/train.py).
         self.history: list[dict[str, Any]] = list(history or [])
         self._grad_norm: Optional[torch.Tensor] = None
 
@@ -86,7 +87,8 @@ class SpikeGuard(Callback):
         median = statistics.median(self.recent) if len(self.recent) == self.window else math.nan
         reason = "nonfinite" if not math.isfinite(loss) else "spike" if loss > self.factor * median else None
         if reason is not None:
-            event = {"batch": batch, "reason": reason, "loss": loss, "median": median, "factor": self.factor}
+            event = {"batch": batch, "reason": reason, "loss": loss, "median": median, "factor": self.factor,
+                     "skip_batches": self.skip_batches}
             if len(self.history) >= self.max_rollbacks:
                 raise SpikeGuardExhausted(
                     f"spike guard: {describe(event)} after {len(self.history)} rollback(s), the limit "

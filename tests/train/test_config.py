@@ -109,6 +109,60 @@ def test_llm_foundry_keys_and_durations_in_samples_and_tokens(overrides, monkeyp
     assert validate(_raw(overrides, "global_train_batch_size=192")).global_train_batch_size == 192
 
 
+@pytest.mark.parametrize("extra, message", [
+    ("callbacks.speed_monitor.window=5",
+     "unknown key 'callbacks.speed_monitor.window' (did you mean 'callbacks.speed_monitor.window_size'?)"),
+    ("callbacks.speed_monitor.window_size=fast", "callbacks.speed_monitor.window_size: expected an integer"),
+    ("callbacks.lr_monitr={}", "callbacks.lr_monitr: unknown callback (did you mean 'callbacks.lr_monitor'?)"),
+    ("callbacks.nan_monitor.every=2", "unknown key 'callbacks.nan_monitor.every' (NaNMonitor takes no arguments)"),
+    ("callbacks.early_stopper={}", "missing required key 'callbacks.early_stopper.monitor'"),
+    ("callbacks.checkpoint_saver={}", "callbacks.checkpoint_saver: set save_folder / save_interval instead"),
+    ("callbacks.lr_monitor=5", "callbacks.lr_monitor: expected a mapping of its arguments (or true / null), got int 5"),
+    ("callbacks.scheduled_gc.interval=fast", "callbacks.scheduled_gc.interval: expected an integer"),
+    ("loggers.mlflow={}", "loggers.mlflow: needs the mlflow package (pip install mlflow)"),
+    ("loggers.wandb.mode=on", "loggers.wandb.mode: expected one of 'online' | 'offline' | 'disabled'"),
+    ("loggers.wandb.projetc=x", "unknown key 'loggers.wandb.projetc' (did you mean 'loggers.wandb.project'?)"),
+    ("loggers.console={}", "loggers.console: set log_to_console / console_log_interval instead"),
+])
+def test_callbacks_and_loggers_are_checked_against_their_classes(overrides, extra, message):
+    with pytest.raises(ConfigError) as e:
+        validate(_raw(overrides, extra))
+    assert str(e.value).startswith(message) and "\n" not in str(e.value)
+
+
+def test_callbacks_and_loggers_by_composer_names(overrides, tmp_path):
+    """llm-foundry's sections work as written; `true` / null / false still switch one on or off."""
+    from types import SimpleNamespace
+
+    from composer.callbacks import LRMonitor, OptimizerMonitor, RuntimeEstimator, SpeedMonitor
+    from composer.loggers import FileLogger, InMemoryLogger, WandBLogger
+
+    from recipe import builders
+
+    cfg = validate(_raw(overrides, "callbacks={lr_monitor: {}, speed_monitor: {window_size: 7}, memory_monitor: {}, "
+                                   "runtime_estimator: true, optimizer_monitor: {batch_log_interval: 5}, "
+                                   "nan_monitor: null, free_outputs: false}",
+                        f"loggers={{wandb: {{project: p, mode: offline, dir: {tmp_path}/wb}}, in_memory_logger: {{}}, "
+                        f"file: {{filename: {tmp_path}/log.txt}}, jsonl: {{path: {tmp_path}/m.jsonl}}}}"))
+    # merged into the demo YAML's section (whose captions the fixture turned off)
+    assert set(cfg.callbacks) == {"lr_monitor", "speed_monitor", "memory_monitor", "runtime_estimator",
+                                  "optimizer_monitor"}
+    spec = SimpleNamespace(dataloader=SimpleNamespace(dataset=SimpleNamespace(rejection_reasons={})))
+    built = builders.build_callbacks(cfg.callbacks, None, None, on_gpu=False, console=False, train_spec=spec)
+    by_type = {type(c): c for c in built[1:]}  # memory_monitor: not on CPU
+    assert set(by_type) == {LRMonitor, SpeedMonitor, RuntimeEstimator, OptimizerMonitor}
+    assert by_type[SpeedMonitor].history_wct.maxlen == 7 + 1 and by_type[OptimizerMonitor].batch_log_interval == 5
+    loggers = builders.build_loggers(cfg.loggers, "t", {"variables": {"token": "secret"}})
+    by_name = {type(x).__name__: x for x in loggers}
+    assert set(by_name) == {"WandBLogger", "InMemoryLogger", "FileLogger", "JSONLLogger"} and len(loggers) == 4
+    wandb_logger = by_name["WandBLogger"]
+    assert isinstance(wandb_logger, WandBLogger) and isinstance(by_name["InMemoryLogger"], InMemoryLogger)
+    assert isinstance(by_name["FileLogger"], FileLogger) and by_name["JSONLLogger"].path == f"{tmp_path}/m.jsonl"
+    assert wandb_logger._init_kwargs["mode"] == "offline" and wandb_logger._init_kwargs["project"] == "p"
+    assert wandb_logger._init_kwargs["config"] == {"variables": {"token": "***"}}
+    assert validate(_raw(overrides, "loggers.wandb.mode=disabled")).loggers["wandb"] == {"mode": "disabled"}
+
+
 def test_device_train_microbatch_size_splitting_rule(overrides):
     # 16 and 8 split into 2 microbatches of (8, 4) samples: fine.
     cfg = validate(_raw(overrides, "device_train_microbatch_size=8"))
