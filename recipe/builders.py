@@ -201,7 +201,7 @@ def build_checkpoint_saver(cfg: TrainConfig, signature: dict[str, Any], raw_conf
         signature=signature, config_sha256=config_hash(redact(raw_config)))
 
 
-def build_loggers(cfg: dict[str, Any], run_name: str, raw_config: dict[str, Any]) -> list:
+def build_loggers(cfg: dict[str, Any], run_name: str) -> list:
     """The validated `loggers` section (name -> arguments, recipe/registry.py)."""
     loggers = []
     for name, kwargs in cfg.items():
@@ -209,14 +209,14 @@ def build_loggers(cfg: dict[str, Any], run_name: str, raw_config: dict[str, Any]
         if name == "jsonl":
             kwargs["path"] = kwargs["path"].replace("{run_name}", run_name)
         if name == "wandb":
-            kwargs = _wandb_arguments(kwargs, raw_config)
+            kwargs = _wandb_arguments(kwargs)
             if kwargs is None:
                 continue
         loggers.append(registry.resolve(registry.LOGGERS[name])(**kwargs))
     return loggers
 
 
-def _wandb_arguments(kwargs: dict[str, Any], raw_config: dict[str, Any]) -> Optional[dict[str, Any]]:
+def _wandb_arguments(kwargs: dict[str, Any]) -> Optional[dict[str, Any]]:
     """WandBLogger's arguments, with `mode` and `dir` moved into wandb.init's; None when disabled."""
     import wandb
 
@@ -230,13 +230,47 @@ def _wandb_arguments(kwargs: dict[str, Any], raw_config: dict[str, Any]) -> Opti
         return None
     if "dir" in init_kwargs:
         os.makedirs(init_kwargs["dir"], exist_ok=True)
-    # No run metadata: it records the command line, where a secret may have been passed as an override.
-    # allow_offline_artifacts=False: wandb 0.18 otherwise asks the server about every logged table, which
-    # blocks for minutes when offline. The resolved config, with credential-looking values masked;
-    # environment variables never.
-    init_kwargs.update(config=redact(raw_config),
-                       settings=wandb.Settings(_disable_meta=True, allow_offline_artifacts=mode != "offline"))
+    # No run metadata: it records the command line, where a secret may have been passed as an override (the
+    # config arrives masked, through `log_resolved_config`). allow_offline_artifacts=False: wandb 0.18
+    # otherwise asks the server about every logged table, which blocks for minutes when offline.
+    init_kwargs["settings"] = wandb.Settings(_disable_meta=True, allow_offline_artifacts=mode != "offline")
     return {**kwargs, "init_kwargs": init_kwargs}
+
+
+def resolved_config(cfg: TrainConfig) -> dict[str, Any]:
+    """The validated config as plain data (defaults filled in, `auto` settings chosen), credentials masked."""
+    import dataclasses
+
+    return redact(dataclasses.asdict(cfg))
+
+
+def resolved_config_path(cfg: TrainConfig) -> Optional[str]:
+    """Where `resolved_config.yaml` goes: beside the JSONL log, else in a local save folder; None without both."""
+    from composer.utils import format_name_with_dist
+
+    jsonl = cfg.loggers.get("jsonl")
+    if jsonl is not None:
+        folder = os.path.dirname(os.path.abspath(jsonl.path.replace("{run_name}", cfg.run_name)))
+    elif cfg.save_folder is not None and "://" not in cfg.save_folder:
+        folder = format_name_with_dist(cfg.save_folder, cfg.run_name)
+    else:
+        return None
+    return os.path.join(folder, "resolved_config.yaml")
+
+
+def log_resolved_config(trainer, cfg: TrainConfig) -> None:
+    """The resolved config to every logger destination (W&B config, MLflow params, TensorBoard hparams, the
+    console at fit start) and, from rank 0, to `resolved_config_path`."""
+    import yaml
+    from composer.utils import dist
+
+    config = resolved_config(cfg)
+    trainer.logger.log_hyperparameters(config)
+    path = resolved_config_path(cfg)
+    if path is not None and dist.get_global_rank() == 0:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            yaml.safe_dump(config, f, sort_keys=False)
 
 
 def cache_root(cfg: DataConfig | EvalDataConfig, run_name: str) -> str:

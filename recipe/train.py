@@ -104,7 +104,7 @@ def build_trainer(raw_config: dict, spike_history: list | None = None):
     if cfg.eval_data is not None:
         evaluators = builders.build_evaluators(cfg.eval_data, tokenizer, image_transform, cfg.seed, cfg.run_name)
 
-    return Trainer(
+    trainer = Trainer(
         run_name=cfg.run_name,
         model=model,
         train_dataloader=train_spec,
@@ -119,7 +119,7 @@ def build_trainer(raw_config: dict, spike_history: list | None = None):
         callbacks=builders.build_callbacks(cfg.callbacks, tokenizer, image_transform, on_gpu, cfg.log_to_console,
                                            train_spec, spike_history)
         + ([] if cfg.save_folder is None else [builders.build_checkpoint_saver(cfg, signature, raw_config)]),
-        loggers=builders.build_loggers(cfg.loggers, cfg.run_name, raw_config),
+        loggers=builders.build_loggers(cfg.loggers, cfg.run_name),
         device=device,
         precision=cfg.precision,
         device_train_microbatch_size=cfg.device_train_microbatch_size,
@@ -133,6 +133,8 @@ def build_trainer(raw_config: dict, spike_history: list | None = None):
         console_log_interval=cfg.console_log_interval,
         progress_bar=cfg.progress_bar,
     )
+    builders.log_resolved_config(trainer, cfg)
+    return trainer
 
 
 def main(raw_config: dict):

@@ -152,14 +152,13 @@ def test_callbacks_and_loggers_by_composer_names(overrides, tmp_path):
     by_type = {type(c): c for c in built[1:]}  # memory_monitor: not on CPU
     assert set(by_type) == {LRMonitor, SpeedMonitor, RuntimeEstimator, OptimizerMonitor}
     assert by_type[SpeedMonitor].history_wct.maxlen == 7 + 1 and by_type[OptimizerMonitor].batch_log_interval == 5
-    loggers = builders.build_loggers(cfg.loggers, "t", {"variables": {"token": "secret"}})
+    loggers = builders.build_loggers(cfg.loggers, "t")
     by_name = {type(x).__name__: x for x in loggers}
     assert set(by_name) == {"WandBLogger", "InMemoryLogger", "FileLogger", "JSONLLogger"} and len(loggers) == 4
     wandb_logger = by_name["WandBLogger"]
     assert isinstance(wandb_logger, WandBLogger) and isinstance(by_name["InMemoryLogger"], InMemoryLogger)
     assert isinstance(by_name["FileLogger"], FileLogger) and by_name["JSONLLogger"].path == f"{tmp_path}/m.jsonl"
     assert wandb_logger._init_kwargs["mode"] == "offline" and wandb_logger._init_kwargs["project"] == "p"
-    assert wandb_logger._init_kwargs["config"] == {"variables": {"token": "***"}}
     assert validate(_raw(overrides, "loggers.wandb.mode=disabled")).loggers["wandb"] == {"mode": "disabled"}
 
 

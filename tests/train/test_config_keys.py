@@ -29,3 +29,21 @@ def test_sample_durations_eval_first_and_weights_only_checkpoints(overrides, tmp
     assert evals and evals[0]["step"] == 0  # before the first step
     state = torch.load(tmp_path / "keys" / "ckpt" / "ep0-ba2-rank0.pt", map_location="cpu", weights_only=False)
     assert "model" in state["state"] and "optimizers" not in state["state"]
+
+
+def test_resolved_config_reaches_every_logger_and_a_yaml_file(overrides, tmp_path):
+    import yaml
+    from composer.loggers import InMemoryLogger
+
+    secret = "NOT-TO-BE-LOGGED-5678"
+    trainer = main(load_config(DEMO_YAML, overrides("max_duration=1ba", "loggers.in_memory_logger={}",
+                                                    f"variables.api_token={secret}", run_name="cfg")))
+    trainer.close()
+    (memory,) = [d for d in trainer.logger.destinations if isinstance(d, InMemoryLogger)]
+    written = yaml.safe_load(open(tmp_path / "cfg" / "resolved_config.yaml"))  # beside metrics.jsonl
+    for config in (memory.hyperparameters, written):
+        assert config["variables"]["api_token"] == "***"
+        # defaults filled in, `auto` settings as chosen
+        assert config["load_weights_only"] is True and config["model"]["compile_blocks"] is False
+        assert config["callbacks"]["speed_monitor"] == {"window_size": 10}
+    assert secret not in open(tmp_path / "cfg" / "resolved_config.yaml").read()
