@@ -130,6 +130,15 @@ def test_callbacks_and_loggers_are_checked_against_their_classes(overrides, extr
     assert str(e.value).startswith(message) and "\n" not in str(e.value)
 
 
+def test_every_registered_name_resolves_to_a_class():
+    """Catches a registry entry left naming a module that moved."""
+    from recipe import registry
+
+    for name, target in {**registry.CALLBACKS, **registry.LOGGERS}.items():
+        assert isinstance(registry.resolve(target), type), name
+    assert not set(registry.ELSEWHERE) & (set(registry.CALLBACKS) | set(registry.LOGGERS))
+
+
 def test_callbacks_and_loggers_by_composer_names(overrides, tmp_path):
     """llm-foundry's sections work as written; `true` / null / false still switch one on or off."""
     from types import SimpleNamespace
