@@ -222,9 +222,9 @@ def _wandb_arguments(kwargs: dict[str, Any]) -> Optional[dict[str, Any]]:
 
     init_kwargs = dict(kwargs.pop("init_kwargs", None) or {})
     for key in ("mode", "dir"):
-        if kwargs.get(key) is not None:
-            init_kwargs[key] = kwargs[key]
-        kwargs.pop(key, None)
+        value = kwargs.pop(key, None)
+        if value is not None:
+            init_kwargs[key] = value
     mode = init_kwargs.get("mode") or os.environ.get("WANDB_MODE")
     if mode == "disabled":
         return None

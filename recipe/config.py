@@ -1,7 +1,8 @@
 """The training configuration: a typed schema (dataclasses) and its validation.
 
 A YAML file plus `dotted.key=value` overrides is loaded with OmegaConf, resolved, and checked against
-`TrainConfig` before anything heavy starts. Every problem becomes a `ConfigError` whose message is one line
+`TrainConfig` before anything heavy starts; `callbacks` and `loggers` entries against their classes'
+constructors (recipe/registry.py). Every problem becomes a `ConfigError` whose message is one line
 naming the offending key (unknown keys get a did-you-mean). `variables:` is free-form: it only holds
 interpolation anchors (`${variables.x}`) and is not passed on.
 """
@@ -113,14 +114,14 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """Named sources (laion, mmc4, ...), each a `recipe.data.SourceConfig`. Training zips one per-device batch
-    of every source into each step; evaluation runs one pass per source."""
+    """Named training sources (laion, mmc4, ...), each a `recipe.data.SourceConfig`; each step zips one
+    per-device batch of every source."""
     sources: dict[str, Any] = field(default_factory=dict)
     num_workers: int = 4
     prefetch_factor: Optional[int] = 2
     pin_memory: Optional[bool] = None  # None: on when CUDA is available
     cache_root: Optional[str] = None  # where URL remotes are cached (default: $TMPDIR/flamingo-cache/<run>)
-    clean_stale_shm: bool = True  # remove Streaming shared memory left by dead processes (train only)
+    clean_stale_shm: bool = True  # remove Streaming shared memory left by dead processes
     # Training microbatches (recipe.data.sources.split_batch): `mixed` (each holds a share of every source),
     # `per_source` (each holds one source: one model pass per forward, what FSDP needs to keep units
     # sharded), `auto` (per_source under FSDP, else mixed).
@@ -691,10 +692,7 @@ def _check_kwargs(cls: type, kwargs: dict, path: str, extra: list[str]) -> None:
     for name, p in named.items():
         if p.default is p.empty and name not in kwargs:
             raise ConfigError(f"missing required key '{path}.{name}'")
-    try:
-        hints = typing.get_type_hints(cls.__init__)
-    except Exception:  # annotations naming what the module imports only for type checkers
-        hints = {}
+    hints = typing.get_type_hints(cls.__init__)
     for key, value in kwargs.items():
         if key in hints:
             try:
