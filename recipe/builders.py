@@ -152,7 +152,7 @@ def _arguments(kwargs) -> dict[str, Any]:
 def build_callbacks(cfg: dict[str, Any], tokenizer, image_transform, on_gpu: bool, console: bool,
                     train_spec, spike_history: Optional[list] = None) -> list:
     """The validated `callbacks` section (name -> arguments, recipe/registry.py), plus the rejection counter."""
-    from recipe.rejections import RejectionCounter
+    from recipe.callbacks import RejectionCounter
 
     # What the config cannot hold, per callback.
     runtime = {"captions": {"tokenizer": tokenizer, "image_transform": image_transform, "print_to_console": console},

@@ -228,7 +228,7 @@ class CaptionsConfig:
 
 @dataclass
 class ScheduledGCConfig:
-    """Python's cyclic GC every `interval` batches on all ranks at once, never in between (recipe/scheduled_gc.py)."""
+    """Python's cyclic GC every `interval` batches on all ranks at once, never in between (recipe/callbacks/scheduled_gc.py)."""
     interval: int = 100
     generation: int = 1
 

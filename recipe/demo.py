@@ -279,7 +279,7 @@ def plot_losses(jsonl: str, sources: list[str], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from recipe.jsonl_logger import read_metrics
+    from recipe.callbacks.jsonl_logger import read_metrics
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for name in sources:
@@ -304,7 +304,7 @@ def plot_losses(jsonl: str, sources: list[str], path: str) -> None:
 def run(out: str = "demo_out", steps: int = 800, seed: int = 0, log=print) -> dict:
     import torch
 
-    from recipe.captions import CaptionSamples
+    from recipe.callbacks.captions import CaptionSamples
     from recipe.config import load_config
     from recipe.data.sources import build_eval_dataloader
     from recipe.train import main
@@ -374,7 +374,7 @@ def run(out: str = "demo_out", steps: int = 800, seed: int = 0, log=print) -> di
 
 def trainer_assets(trainer):
     """The tokenizer and image transform the captions callback holds (built once by train.py)."""
-    from recipe.captions import CaptionSamples
+    from recipe.callbacks.captions import CaptionSamples
 
     cb = next(c for c in trainer.state.callbacks if isinstance(c, CaptionSamples))
     return cb.tokenizer, cb.image_transform

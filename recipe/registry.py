@@ -23,8 +23,8 @@ CALLBACKS = {
     "free_outputs": "composer.callbacks:FreeOutputs",
     "early_stopper": "composer.callbacks:EarlyStopper",
     "threshold_stopper": "composer.callbacks:ThresholdStopper",
-    "captions": "recipe.captions:CaptionSamples",
-    "scheduled_gc": "recipe.scheduled_gc:ScheduledGC",
+    "captions": "recipe.callbacks.captions:CaptionSamples",
+    "scheduled_gc": "recipe.callbacks.scheduled_gc:ScheduledGC",
     "spike_guard": "recipe.callbacks.spike_guard:SpikeGuard",
 }
 
@@ -36,7 +36,7 @@ LOGGERS = {
     "neptune": "composer.loggers:NeptuneLogger",
     "file": "composer.loggers:FileLogger",
     "in_memory_logger": "composer.loggers:InMemoryLogger",
-    "jsonl": "recipe.jsonl_logger:JSONLLogger",
+    "jsonl": "recipe.callbacks.jsonl_logger:JSONLLogger",
 }
 
 # Packages a logger imports only when built: checked with the config, not after the model has loaded.

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from recipe.config import ConfigError, load_config, validate
-from recipe.jsonl_logger import read_metrics
+from recipe.callbacks.jsonl_logger import read_metrics
 from recipe.preflight import PreflightError, check_urls
 from tests.train.conftest import DEMO_YAML, PYTHON, REPO, run_train
 

@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from recipe.jsonl_logger import read_metrics
+from recipe.callbacks.jsonl_logger import read_metrics
 from tests.train.conftest import run_train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="FSDP needs a CUDA GPU")

@@ -12,7 +12,7 @@ import stand_ins
 import torch
 
 from recipe.config import load_config
-from recipe.jsonl_logger import read_metrics
+from recipe.callbacks.jsonl_logger import read_metrics
 from recipe.model import load_openflamingo_checkpoint
 from recipe.pretrained import from_pretrained
 from recipe.train import main

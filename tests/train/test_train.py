@@ -7,7 +7,7 @@ import signal
 import subprocess
 
 from recipe.config import load_config
-from recipe.jsonl_logger import read_metrics
+from recipe.callbacks.jsonl_logger import read_metrics
 from recipe.train import main
 from tests.train.conftest import DEMO_YAML, PYTHON, REPO, run_train
 
