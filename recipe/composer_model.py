@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from composer.metrics import LanguageCrossEntropy, LanguagePerplexity
 from composer.models import ComposerModel
 
-from recipe.flops import FlopsCounter
+from recipe.model.flops import FlopsCounter
 from recipe.tokens import IGNORE_INDEX
 
 # Where the model's state dict (and so every checkpoint, sharded or not) carries the `model` config section.

@@ -146,7 +146,7 @@ def test_flops_follow_the_trainable_choice(setup, opts):
     """Unfrozen decoder layers / vision blocks cost a weight gradient (6N), frozen blocks behind a trainable
     part a backward for activations (4N), the frozen prefix only a forward: the counter still matches
     torch's FlopCounterMode, and a larger trainable set costs more than the reference's."""
-    from recipe.flops import FlopsCounter
+    from recipe.model.flops import FlopsCounter
     from recipe.model.trainable import set_trainable
 
     model, batch, _ = setup

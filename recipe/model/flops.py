@@ -19,6 +19,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from recipe.model.embeddings import token_modules
+from recipe.model.flamingo import Flamingo
+from recipe.model.lm import FlamingoLayer
+from recipe.model.perceiver import PerceiverResampler
+from recipe.model.vision import VisionEncoder
+
 
 def _numel(module: nn.Module | None) -> int:
     return 0 if module is None else sum(p.numel() for p in module.parameters())
@@ -27,12 +33,6 @@ def _numel(module: nn.Module | None) -> int:
 class FlopsCounter:
     def __init__(self, flamingo: nn.Module):
         from transformers import PreTrainedModel
-
-        from recipe.model.embeddings import token_modules
-        from recipe.model.flamingo import Flamingo
-        from recipe.model.lm import FlamingoLayer
-        from recipe.model.perceiver import PerceiverResampler
-        from recipe.model.vision import VisionEncoder
 
         def first(cls):
             return next((m for m in flamingo.modules() if isinstance(m, cls)), None)
