@@ -1,4 +1,4 @@
-"""`python -m recipe.data.inspect`: the HTML report of samples, images, trained tokens and filtered samples."""
+"""`python -m recipe.data.inspection`: the HTML report of samples, images, trained tokens and filtered samples."""
 
 import base64
 import io
@@ -8,7 +8,7 @@ import re
 import numpy as np
 from PIL import Image
 
-from recipe.data import inspect
+from recipe.data import inspection
 from recipe.data.sources import SourceConfig, build_source_dataset
 from recipe.tokens import IGNORE_INDEX
 
@@ -16,7 +16,7 @@ from recipe.tokens import IGNORE_INDEX
 def test_report_for_an_interleaved_mds(mds_root, tokenizer_dir, flamingo_tokenizer, image_transform, tmp_path):
     out = str(tmp_path / "report.html")
     path = os.path.join(mds_root, "mmc4")
-    inspect.main([path, "--kind", "interleaved", "--tokenizer", tokenizer_dir, "--n", "12", "--out", out,
+    inspection.main([path, "--kind", "interleaved", "--tokenizer", tokenizer_dir, "--n", "12", "--out", out,
                   "--image-size", "32", "--max-tokens", "64", "--min-image-bytes", "0"])
     page = open(out).read()
 
@@ -42,6 +42,6 @@ def test_report_for_an_interleaved_mds(mds_root, tokenizer_dir, flamingo_tokeniz
 def test_thumbnail_undoes_the_normalization(image_transform):
     rgb = np.zeros((32, 32, 3), np.uint8)
     rgb[..., 0] = 200
-    uri = inspect.thumbnail(image_transform(Image.fromarray(rgb)), image_transform, size=32)
+    uri = inspection.thumbnail(image_transform(Image.fromarray(rgb)), image_transform, size=32)
     back = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))))
     assert abs(int(back[..., 0].mean()) - 200) <= 2 and back[..., 1].max() <= 2

@@ -2,7 +2,7 @@
 with its `<image>` positions, the tokens that are targets (highlighted), and the samples that were filtered
 out with the rule that rejected them.
 
-    python -m recipe.data.inspect <mds folder or s3://...> --kind interleaved --tokenizer <hf tokenizer> \
+    python -m recipe.data.inspection <mds folder or s3://...> --kind interleaved --tokenizer <hf tokenizer> \
         --n 16 --out report.html
 
 `render_report(dataset, indices)` works on any dataset built by `recipe.data.sources.build_source_dataset`,
