@@ -23,6 +23,7 @@ import zipfile
 from bench.synthetic import jpeg_pool, pseudo_words
 from convert.laion_to_mds import convert_laion
 from convert.mmc4_to_mds import convert_mmc4
+from recipe.offline.upstream import mmc4_document, write_img2dataset_tar, write_mmc4_shard
 import streaming  # noqa: F401  (imported up front: its import time is not conversion time)
 
 
@@ -30,47 +31,36 @@ def make_laion(root: str, n: int, shards: int, pool, words) -> list[str]:
     rng = random.Random(0)
     paths = []
     for s in range(shards):
-        path = os.path.join(root, f"{s:05d}.tar")
-        with tarfile.open(path, "w") as tf:
-            for i in range(s * n // shards, (s + 1) * n // shards):
-                data, w, h = pool[rng.randrange(len(pool))]
-                key = f"{s:05d}{i:04d}"
-                caption = " ".join(rng.choice(words) for _ in range(rng.randint(6, 12))).encode()
-                meta = json.dumps({"key": key, "url": f"http://x/{key}.jpg", "similarity": 0.3, "width": w,
-                                   "height": h}).encode()
-                for name, payload in ((f"{key}.jpg", data), (f"{key}.txt", caption), (f"{key}.json", meta)):
-                    info = tarfile.TarInfo(name)
-                    info.size = len(payload)
-                    tf.addfile(info, io.BytesIO(payload))
-        paths.append(path)
+        samples = []
+        for i in range(s * n // shards, (s + 1) * n // shards):
+            data, w, h = pool[rng.randrange(len(pool))]
+            key = f"{s:05d}{i:04d}"
+            caption = " ".join(rng.choice(words) for _ in range(rng.randint(6, 12)))
+            samples.append((key, data, caption, {"url": f"http://x/{key}.jpg", "similarity": 0.3, "width": w,
+                                                 "height": h}))
+        paths.append(write_img2dataset_tar(os.path.join(root, f"{s:05d}.tar"), samples))
     return paths
 
 
 def make_mmc4(root: str, n: int, shards: int, pool, words) -> tuple[list[str], str]:
+    """MMC4 shards with their images in OpenFlamingo's layout, `<image dir>/<shard number>/<image_name>`."""
     rng = random.Random(1)
     image_dir = os.path.join(root, "images")
     paths = []
     for s in range(shards):
         os.makedirs(os.path.join(image_dir, str(s)))
-        lines = []
+        documents = []
         for d in range(s * n // shards, (s + 1) * n // shards):
             n_sent, n_img = rng.randint(10, 16), rng.randint(2, 6)
-            infos = []
-            for k in range(n_img):
-                name = f"{d}-{k}.jpg"
+            names = [f"{d}-{k}.jpg" for k in range(n_img)]
+            for name in names:
                 with open(os.path.join(image_dir, str(s), name), "wb") as f:
                     f.write(pool[rng.randrange(len(pool))][0])
-                infos.append({"image_name": name, "raw_url": "", "matched_text_index": rng.randrange(n_sent),
-                              "matched_sim": 0.3})
-            lines.append(json.dumps({
-                "url": f"http://doc/{d}", "image_info": infos,
-                "text_list": [" ".join(rng.choice(words) for _ in range(rng.randint(8, 16))) for _ in range(n_sent)],
-                "similarity_matrix": [[round(rng.uniform(0.1, 0.4), 4) for _ in range(n_sent)] for _ in infos],
-            }))
-        path = os.path.join(root, f"docs_shard_{s}_v2.jsonl.zip")
-        with zipfile.ZipFile(path, "w") as zf:
-            zf.writestr(f"docs_shard_{s}_v2.jsonl", "\n".join(lines))
-        paths.append(path)
+            matched = [rng.randrange(n_sent) for _ in names]
+            texts = [" ".join(rng.choice(words) for _ in range(rng.randint(8, 16))) for _ in range(n_sent)]
+            similarity = [[round(rng.uniform(0.1, 0.4), 4) for _ in range(n_sent)] for _ in names]
+            documents.append(mmc4_document(f"http://doc/{d}", texts, names, matched, similarity))
+        paths.append(write_mmc4_shard(os.path.join(root, f"docs_shard_{s}_v2.jsonl.zip"), documents))
     return paths, image_dir
 
 

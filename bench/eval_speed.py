@@ -22,34 +22,13 @@ import torch
 def write_coco_set(root: str, n_train: int, n_test: int) -> dict:
     """A Karpathy-format COCO split file over synthetic JPEGs, with VQA files over the same images."""
     from bench.synthetic import jpeg_pool, pseudo_words
+    from recipe.offline.eval_sets import Example, write_coco_vqav2
 
     pool = jpeg_pool(64)
     words = pseudo_words(2000)
-    images, questions, annotations = [], {"train2014": [], "val2014": []}, {"train2014": [], "val2014": []}
-    for i in range(n_train + n_test):
-        folder = "train2014" if i < n_train else "val2014"
-        os.makedirs(os.path.join(root, folder), exist_ok=True)
-        name = f"COCO_{folder}_{i:012d}.jpg"
-        with open(os.path.join(root, folder, name), "wb") as f:
-            f.write(pool[i % len(pool)][0])
-        text = " ".join(words[(i * 7 + j) % len(words)] for j in range(10))
-        images.append({"filepath": folder, "filename": name, "cocoid": i, "split": "train" if i < n_train else "test",
-                       "sentences": [{"raw": text}] * 5})
-        questions[folder].append({"image_id": i, "question": f"What is {words[i % len(words)]}?", "question_id": i})
-        annotations[folder].append({"question_id": i, "answers": [{"answer": words[i % 50]}] * 10})
-    with open(os.path.join(root, "dataset_coco.json"), "w") as f:
-        json.dump({"images": images}, f)
-    vqa = {}
-    for folder, part in (("train2014", "train"), ("val2014", "test")):
-        for kind, rows in (("questions", questions[folder]), ("annotations", annotations[folder])):
-            path = os.path.join(root, f"{part}_{kind}.json")
-            with open(path, "w") as f:
-                json.dump({kind: rows}, f)
-            vqa[f"{part}_{kind}"] = path
-        vqa[f"{part}_image_dir"] = os.path.join(root, folder)
-    return {"coco": {"annotations": os.path.join(root, "dataset_coco.json"),
-                     "image_dir": os.path.join(root, "train2014"), "val_image_dir": os.path.join(root, "val2014")},
-            "vqav2": vqa}
+    examples = [Example(pool[i % len(pool)][0], [" ".join(words[(i * 7 + j) % len(words)] for j in range(10))] * 5,
+                        f"What is {words[i % len(words)]}?", [words[i % 50]] * 10) for i in range(n_train + n_test)]
+    return write_coco_vqav2(root, examples, n_train)[0]
 
 
 def main(argv: list[str]) -> dict:

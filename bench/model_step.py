@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from recipe import offline
+from recipe.offline import assets
 from recipe.model import build_flamingo, export_openflamingo_checkpoint
 
 
@@ -49,12 +49,12 @@ def main():
 
     tmp = tempfile.mkdtemp()
     words = ["red", "green", "blue", "circle", "square", "photo", "of", "the", "a", "on", "left", "right"]
-    tok_dir = offline.train_tokenizer([" ".join(words[i:] + words[:i]) for i in range(len(words))] * 50,
-                                      os.path.join(tmp, "tok"), vocab_size=400)
+    tok_dir = assets.train_tokenizer([" ".join(words[i:] + words[:i]) for i in range(len(words))] * 50,
+                                     os.path.join(tmp, "tok"), vocab_size=400)
     from transformers import AutoTokenizer
     vocab = len(AutoTokenizer.from_pretrained(tok_dir))
-    lm_dir = offline.save_tiny_lm("llama", os.path.join(tmp, "lm"), vocab, hidden=args.hidden,
-                                  layers=args.layers, heads=args.hidden // 128)
+    lm_dir = assets.save_tiny_lm("llama", os.path.join(tmp, "lm"), vocab, hidden=args.hidden,
+                                 layers=args.layers, heads=args.hidden // 128)
     dev = torch.device("cuda")
     ours, tok, _ = build_flamingo(args.vision, None, lm_dir, tok_dir)
     ref, _, _ = create_model_and_transforms(args.vision, None, lm_dir, tok_dir, use_local_files=True)

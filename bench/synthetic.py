@@ -1,6 +1,6 @@
 """Synthetic corpora at realistic sizes for the benchmarks: JPEGs of ~30-100 KB at 256-512 px, LAION-like
 captions of ~17 tokens, MMC4-like documents with 2-6 images and ~256 tokens. Written straight as MDS in the
-schemas of docs/DESIGN.md (the converters have their own benchmark)."""
+schemas of docs/DESIGN.md with recipe.offline.mds (the converters have their own benchmark)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def pseudo_words(n: int, seed: int = 0) -> list[str]:
 
 def bench_tokenizer(out_dir: str, vocab_size: int = 50_000) -> str:
     """A byte-level BPE of about the size of the GPT-NeoX/MPT tokenizers, trained offline in seconds."""
-    from recipe.offline import train_tokenizer
+    from recipe.offline.assets import train_tokenizer
 
     rng = random.Random(1)
     words = pseudo_words(60_000)
@@ -48,29 +48,26 @@ def jpeg_pool(n: int, seed: int = 0) -> list[tuple[bytes, int, int]]:
 
 
 def write_pairs(out: str, n: int, pool, seed: int = 0) -> str:
-    from streaming import MDSWriter
+    from recipe.offline.mds import pair_row, write_pairs as write
 
     rng = random.Random(seed)
     words = pseudo_words(20_000, seed)
-    cols = {"key": "str", "image": "bytes", "caption": "str", "url": "str", "width": "int32", "height": "int32",
-            "similarity": "float64"}
-    with MDSWriter(out=out, columns=cols, size_limit=1 << 26) as w:
+
+    def rows():
         for i in range(n):
             img, wd, ht = pool[rng.randrange(len(pool))]
             caption = " ".join(rng.choice(words) for _ in range(rng.randint(6, 12)))
-            w.write({"key": f"{i:09d}", "image": img, "caption": caption, "url": "", "width": wd, "height": ht,
-                     "similarity": 0.3})
-    return out
+            yield pair_row(f"{i:09d}", img, caption, wd, ht, similarity=0.3)
+    return write(out, rows(), size_limit=1 << 26)
 
 
 def write_interleaved(out: str, n: int, pool, seed: int = 0) -> str:
-    from streaming import MDSWriter
+    from recipe.offline.mds import interleaved_row, write_interleaved as write
 
     rng = random.Random(seed)
     words = pseudo_words(20_000, seed + 1)
-    cols = {"key": "str", "kind": "str", "url": "str", "texts": "json", "images": "bytes", "image_sizes": "json",
-            "image_meta": "json", "similarity": "json"}
-    with MDSWriter(out=out, columns=cols, size_limit=1 << 26) as w:
+
+    def rows():
         for i in range(n):
             n_sent = rng.randint(10, 16)
             texts = [" ".join(rng.choice(words) for _ in range(rng.randint(8, 16))) + "." for _ in range(n_sent)]
@@ -82,10 +79,8 @@ def write_interleaved(out: str, n: int, pool, seed: int = 0) -> str:
                 sim[k][t] = round(rng.uniform(0.25, 0.4), 4)
             meta = [{"matched_text_index": t, "matched_sim": sim[k][t], "image_name": f"{i}-{k}.jpg", "raw_url": "",
                      "width": c[1], "height": c[2]} for k, (c, t) in enumerate(zip(chosen, targets))]
-            w.write({"key": f"{i:09d}", "kind": "mmc4", "url": "", "texts": texts,
-                     "images": b"".join(c[0] for c in chosen), "image_sizes": [len(c[0]) for c in chosen],
-                     "image_meta": meta, "similarity": sim})
-    return out
+            yield interleaved_row(f"{i:09d}", "mmc4", texts, [c[0] for c in chosen], meta, sim)
+    return write(out, rows(), size_limit=1 << 26)
 
 
 def write_corpus(root: str, n_pairs: int, n_docs: int, pool_size: int = 256, seed: int = 0) -> dict[str, str]:

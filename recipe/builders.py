@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from composer.algorithms import GradientClipping

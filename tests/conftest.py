@@ -9,7 +9,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never download (set before
 import pytest  # noqa: E402
 import stand_ins  # noqa: E402
 
-from recipe import offline  # noqa: E402
+from recipe.offline import assets  # noqa: E402
 
 WORDS = ["red", "green", "blue", "yellow", "circle", "square", "triangle", "a", "photo", "of", "the", "on",
          "big", "small", "left", "right", "image", "shows", "and", "with", "text", "document", "sentence"]
@@ -30,7 +30,7 @@ def assets_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tokenizer_dir(assets_dir):
-    return offline.train_tokenizer(corpus(), os.path.join(assets_dir, "tokenizer"), vocab_size=400)
+    return assets.train_tokenizer(corpus(), os.path.join(assets_dir, "tokenizer"), vocab_size=400)
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +49,7 @@ def lm_dir_factory(assets_dir, tokenizer):
         if family not in cache:
             out = os.path.join(assets_dir, f"lm-{family}")
             cache[family] = (stand_ins.write_remote_lm(family, out, len(tokenizer) + 16)
-                             if family in stand_ins.REMOTE_LMS else offline.save_tiny_lm(family, out, len(tokenizer)))
+                             if family in stand_ins.REMOTE_LMS else assets.save_tiny_lm(family, out, len(tokenizer)))
         return cache[family]
 
     return make
@@ -58,7 +58,7 @@ def lm_dir_factory(assets_dir, tokenizer):
 @pytest.fixture(scope="session")
 def vision_name(assets_dir):
     """Name of a registered tiny open_clip ViT (32 px images, 16 patch tokens of width 64)."""
-    return offline.register_tiny_vision(os.path.join(assets_dir, "vision"))
+    return assets.register_tiny_vision(os.path.join(assets_dir, "vision"))
 
 
 @pytest.fixture

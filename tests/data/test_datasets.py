@@ -5,7 +5,6 @@ import base64
 import io
 import json
 import os
-import random
 import sys
 
 import numpy as np
@@ -13,8 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
-from mds_fixtures import INTERLEAVED_COLUMNS, PAIRS_COLUMNS, fixed_row, jpeg, mmc4_row, pair_rows, write_mds
+from mds_fixtures import fixed_row, jpeg, mmc4_row, pair_rows
 from recipe.data.sources import SourceConfig, build_source_dataset
+from recipe.offline.mds import write_interleaved, write_pairs
 from recipe.tokens import IGNORE_INDEX
 
 
@@ -42,7 +42,7 @@ def test_pairs_match_reference_text_and_mask_unusable_images(tmp_path, flamingo_
                                                              reference_data):
     rows = pair_rows(8, broken=(3,))
     rows[1]["caption"] = " ".join(["red"] * 60)  # longer than 32 tokens: truncated
-    ds = dataset(write_mds(str(tmp_path / "p"), PAIRS_COLUMNS, rows), flamingo_tokenizer, image_transform, "pairs")
+    ds = dataset(write_pairs(str(tmp_path / "p"), rows), flamingo_tokenizer, image_transform, "pairs")
     samples = [ds[i] for i in range(8)]
     batch = ds.collate(samples)
 
@@ -65,7 +65,7 @@ def test_pairs_match_reference_text_and_mask_unusable_images(tmp_path, flamingo_
 
 def test_pairs_pad_to_max_tokens_gives_fixed_shapes(tmp_path, flamingo_tokenizer, image_transform):
     rows = pair_rows(4)
-    path = write_mds(str(tmp_path / "p"), PAIRS_COLUMNS, rows)
+    path = write_pairs(str(tmp_path / "p"), rows)
     longest = dataset(path, flamingo_tokenizer, image_transform, "pairs", max_tokens=40)
     fixed = dataset(path, flamingo_tokenizer, image_transform, "pairs", max_tokens=40, pad_to_max_tokens=True)
     a, b = (ds.collate([ds[i] for i in range(4)]) for ds in (longest, fixed))
@@ -97,7 +97,7 @@ def test_mmc4_matches_reference_tokens_and_fixes_image_order(tmp_path, flamingo_
         with_big_images(mmc4_row("swap", 5, [3, 1], seed=2), 2),  # image 0 matches a later sentence than image 1
         with_big_images(mmc4_row("low", 4, [0, 1], seed=3, sim_hi=0.2), 3),  # below 0.24: no image survives
     ]
-    ds = dataset(write_mds(str(tmp_path / "m"), INTERLEAVED_COLUMNS, rows), flamingo_tokenizer, image_transform,
+    ds = dataset(write_interleaved(str(tmp_path / "m"), rows), flamingo_tokenizer, image_transform,
                  assignment="argmax", max_tokens=64)
     for i in (0, 1):
         ours = ds[i]
@@ -122,7 +122,7 @@ def test_mmc4_matches_reference_tokens_and_fixes_image_order(tmp_path, flamingo_
 
 def test_interleaved_labels_images_and_truncation(tmp_path, flamingo_tokenizer, image_transform):
     long_sentences = mmc4_row("long", 8, [0, 3, 7], seed=4)
-    ds = dataset(write_mds(str(tmp_path / "m"), INTERLEAVED_COLUMNS, [long_sentences]), flamingo_tokenizer,
+    ds = dataset(write_interleaved(str(tmp_path / "m"), [long_sentences]), flamingo_tokenizer,
                  image_transform, max_tokens=24, min_image_bytes=0)
     s = ds[0]
     tok = flamingo_tokenizer
@@ -137,12 +137,12 @@ def test_interleaved_labels_images_and_truncation(tmp_path, flamingo_tokenizer, 
 
 def test_rejections_are_counted_and_bounded(tmp_path, flamingo_tokenizer, image_transform):
     rows = [mmc4_row(f"d{i}", 4, [0, 2], seed=i) for i in range(4)]
-    path = write_mds(str(tmp_path / "m"), INTERLEAVED_COLUMNS, rows)
+    path = write_interleaved(str(tmp_path / "m"), rows)
     small = dataset(path, flamingo_tokenizer, image_transform, min_image_bytes=10**9)
     with pytest.raises(RuntimeError, match="small_images"):
         small[0]
     rows[1] = dict(rows[1], images=b"x" * len(rows[1]["images"]))
-    broken = dataset(write_mds(str(tmp_path / "b"), INTERLEAVED_COLUMNS, rows), flamingo_tokenizer,
+    broken = dataset(write_interleaved(str(tmp_path / "b"), rows), flamingo_tokenizer,
                      image_transform, min_image_bytes=0)
     s = broken[1]
     assert s["sample_idx"] == 2 and s["rejected"][broken.REASONS.index("undecodable_image")] == 1
@@ -151,7 +151,7 @@ def test_rejections_are_counted_and_bounded(tmp_path, flamingo_tokenizer, image_
 def test_single_image_drop_is_deterministic_per_seed_epoch_and_index(tmp_path, flamingo_tokenizer,
                                                                      image_transform):
     rows = [mmc4_row(f"d{i}", 3, [1], seed=i) for i in range(40)]
-    ds = dataset(write_mds(str(tmp_path / "m"), INTERLEAVED_COLUMNS, rows), flamingo_tokenizer, image_transform,
+    ds = dataset(write_interleaved(str(tmp_path / "m"), rows), flamingo_tokenizer, image_transform,
                  min_image_bytes=0)
 
     def kept():
@@ -169,7 +169,7 @@ def test_fixed_documents_skip_filters_and_keep_max_images(tmp_path, flamingo_tok
     rows = [fixed_row("one", ["A red square. ", "Done."], [1], seed=1),
             fixed_row("many", [f"s{i}. " for i in range(8)], list(range(8)), seed=2)]
     rows[0]["similarity"] = []
-    ds = dataset(write_mds(str(tmp_path / "f"), INTERLEAVED_COLUMNS, rows), flamingo_tokenizer, image_transform,
+    ds = dataset(write_interleaved(str(tmp_path / "f"), rows), flamingo_tokenizer, image_transform,
                  max_images=6, single_image_drop_prob=1.0, min_image_bytes=10**9)
     one, many = ds[0], ds[1]
     assert one["sample_idx"] == 0 and one["num_images"] == 1  # no single-image drop, no byte floor for fixed
@@ -180,7 +180,7 @@ def test_fixed_documents_skip_filters_and_keep_max_images(tmp_path, flamingo_tok
 
 def test_unknown_document_kind_is_a_clear_error(tmp_path, flamingo_tokenizer, image_transform):
     row = dict(mmc4_row("k", 3, [0], seed=1), kind="video")
-    ds = dataset(write_mds(str(tmp_path / "k"), INTERLEAVED_COLUMNS, [row]), flamingo_tokenizer, image_transform)
+    ds = dataset(write_interleaved(str(tmp_path / "k"), [row]), flamingo_tokenizer, image_transform)
     with pytest.raises(ValueError, match="unknown kind 'video'"):
         ds[0]
 

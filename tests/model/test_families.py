@@ -5,7 +5,7 @@ import torch
 
 import stand_ins
 from model_helpers import randomize_trainable
-from recipe.offline import LM_FAMILIES
+from recipe.offline.assets import LM_FAMILIES
 
 EXPECTED_LAYERS = {"llama": "model.layers", "mistral": "model.layers", "qwen2": "model.layers",
                    "mpt": "transformer.blocks", "gpt_neox": "gpt_neox.layers", "opt": "model.decoder.layers",

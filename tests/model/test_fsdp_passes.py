@@ -10,7 +10,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from model_helpers import laion_batch, mmc4_batch, randomize_trainable
-from recipe import offline
+from recipe.offline import assets
 from recipe.model import build_flamingo
 from recipe.model.lm import FlamingoLayer
 
@@ -21,7 +21,7 @@ def _worker(rank, world, init_file, vision_dir, tokenizer_dir, lm_dir, results):
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     torch.manual_seed(0)
-    model, tok, _ = build_flamingo(offline.register_tiny_vision(vision_dir), None, lm_dir, tokenizer_dir)
+    model, tok, _ = build_flamingo(assets.register_tiny_vision(vision_dir), None, lm_dir, tokenizer_dir)
     randomize_trainable(model)  # open gates: gradients reach every trainable unit
     wrapped = FSDP(model, auto_wrap_policy=partial(lambda_auto_wrap_policy, lambda_fn=model.fsdp_wrap_fn),
                    use_orig_params=True, device_id=torch.device("cpu"))

@@ -9,41 +9,22 @@ import subprocess
 import numpy as np
 import pytest
 
-from recipe.demo import caption, draw, random_scene
 from recipe.train import main
 from recipe.config import load_config
+from recipe.offline.eval_sets import Example, write_coco_vqav2
+from recipe.offline.shapes import caption, draw, random_scene, to_jpeg
 from tests.train.conftest import DEMO_YAML, PYTHON, REPO
 
 
 def _write_sets(root) -> tuple[dict, list[str]]:
-    """COCO Karpathy + VQAv2 files over the same images (train2014: demonstrations, val2014: evaluated)."""
+    """COCO Karpathy + VQAv2 files over the same 14 shapes (8 demonstrations, 6 evaluated)."""
     rng = np.random.default_rng(0)
-    images, questions, annotations, paths = [], {"train2014": [], "val2014": []}, {"train2014": [],
-                                                                                     "val2014": []}, []
-    for i in range(14):
-        split_dir = "train2014" if i < 8 else "val2014"
-        (root / split_dir).mkdir(exist_ok=True)
+    examples = []
+    for _ in range(14):
         colour, shape, side = random_scene(rng)
-        name = f"COCO_{split_dir}_{i:012d}.jpg"
-        draw(colour, shape, side, rng).save(root / split_dir / name)
-        paths.append(str(root / split_dir / name))
-        images.append({"filepath": split_dir, "filename": name, "cocoid": i,
-                       "split": "train" if i < 8 else "test",
-                       "sentences": [{"raw": caption(colour, shape, side)}, {"raw": f"A {shape}."}]})
-        questions[split_dir].append({"image_id": i, "question": "What shape is shown?", "question_id": 100 + i})
-        annotations[split_dir].append({"image_id": i, "question_id": 100 + i,
-                                       "answers": [{"answer": shape}] * 9 + [{"answer": colour}]})
-    (root / "dataset_coco.json").write_text(json.dumps({"images": images}))
-    vqa = {}
-    for split_dir, part in (("train2014", "train"), ("val2014", "test")):
-        (root / f"q_{part}.json").write_text(json.dumps({"questions": questions[split_dir]}))
-        (root / f"a_{part}.json").write_text(json.dumps({"annotations": annotations[split_dir][::-1]}))
-        vqa.update({f"{part}_questions": str(root / f"q_{part}.json"),
-                    f"{part}_annotations": str(root / f"a_{part}.json"), f"{part}_image_dir": str(root / split_dir)})
-    datasets = {"coco": {"annotations": str(root / "dataset_coco.json"), "image_dir": str(root / "train2014"),
-                         "val_image_dir": str(root / "val2014")},
-                "vqav2": vqa}
-    return datasets, paths
+        examples.append(Example(to_jpeg(draw(colour, shape, side, rng)), [caption(colour, shape, side), f"A {shape}."],
+                                "What shape is shown?", [shape] * 9 + [colour]))
+    return write_coco_vqav2(str(root), examples, n_train=8)
 
 
 @pytest.fixture(scope="module")

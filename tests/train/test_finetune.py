@@ -11,7 +11,7 @@ import torch
 
 from recipe import builders
 from recipe.config import load_config, validate
-from recipe.demo import caption, draw, random_scene
+from recipe.offline.shapes import caption, draw, random_scene
 from recipe.callbacks.jsonl_logger import read_metrics
 from recipe.model import export_openflamingo_checkpoint
 from recipe.train import main

@@ -1,6 +1,5 @@
-"""Offline stand-ins for hub assets: a BPE tokenizer, tiny Hugging Face causal LMs and tiny open_clip
-vision configs, built from configs only. Used by the tests, the demo and the benchmarks, where nothing
-may be downloaded."""
+"""Stand-ins for Hub assets, built from configs only: a BPE tokenizer, tiny Hugging Face causal LMs (and a
+text-only lesson for one), tiny open_clip ViTs."""
 
 from __future__ import annotations
 
@@ -75,23 +74,67 @@ def save_tiny_lm(family: str, out_dir: str, vocab_size: int, seed: int = 0, **si
     return out_dir
 
 
-def register_tiny_vision(out_dir: str, name: str = "tiny-vit", image_size: int = 32, width: int = 64,
-                         layers: int = 2, patch_size: int = 8, heads: int | None = None) -> str:
-    """Write and register an open_clip model config for a tiny ViT; returns the model name to pass to
-    `open_clip.create_model`. The text tower is tiny too (open_clip needs one; Flamingo drops it)."""
-    import open_clip
+def teach_lm(lm_dir: str, tokenizer_dir: str, texts: list[str], steps: int = 200, seed: int = 0,
+             batch_size: int = 32, lr: float = 3e-3) -> None:
+    """Train the saved LM in `lm_dir` on `texts` (each followed by EOS, random batches) and save it back: a frozen
+    LM that already knows the texts' language leaves Flamingo training only what the images show."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    cfg = {
+    torch.manual_seed(seed)
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    model = AutoModelForCausalLM.from_pretrained(lm_dir)
+    enc = [tok(t + tok.eos_token)["input_ids"] for t in texts]
+    ids = torch.full((len(enc), max(map(len, enc))), tok.eos_token_id)
+    mask = torch.zeros_like(ids)
+    for i, row in enumerate(enc):
+        ids[i, :len(row)] = torch.tensor(row)
+        mask[i, :len(row)] = 1
+    labels = ids.masked_fill(mask == 0, -100)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    g = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(steps):
+        pick = torch.randint(len(enc), (batch_size,), generator=g)
+        loss = model(input_ids=ids[pick], attention_mask=mask[pick], labels=labels[pick]).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.save_pretrained(lm_dir)
+
+
+def tiny_vision_config(image_size: int = 32, width: int = 64, layers: int = 2, patch_size: int = 8) -> dict:
+    """An open_clip model config of a tiny ViT. The text tower is tiny too (open_clip needs one; Flamingo drops it)."""
+    return {
         "embed_dim": 32,
-        "vision_cfg": {"image_size": image_size, "layers": layers, "width": width, "patch_size": patch_size,
-                       **({"head_width": width // heads} if heads else {})},
+        "vision_cfg": {"image_size": image_size, "layers": layers, "width": width, "patch_size": patch_size},
         "text_cfg": {"context_length": 16, "vocab_size": 64, "width": 32, "heads": 2, "layers": 1},
     }
+
+
+def _write_json(path: str, document: dict) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"  # processes writing the same file never read a half-written one
+    with open(tmp, "w") as f:
+        json.dump(document, f)
+    os.replace(tmp, path)
+
+
+def register_tiny_vision(out_dir: str, name: str = "tiny-vit", **sizes) -> str:
+    """Write and register (in this process) a `tiny_vision_config(**sizes)`; returns the model name to pass to
+    `open_clip.create_model`."""
+    import open_clip
+
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, f"{name}.json")
-    tmp = f"{path}.{os.getpid()}.tmp"  # processes registering the same model never read a half-written file
-    with open(tmp, "w") as f:
-        json.dump(cfg, f)
-    os.replace(tmp, path)
+    _write_json(path, tiny_vision_config(**sizes))
     open_clip.add_model_config(path)
     return name
+
+
+def write_tiny_vision(out_dir: str, **sizes) -> str:
+    """An open_clip `local-dir:` model folder of a `tiny_vision_config(**sizes)` (random weights); returns its
+    name, which any process can load (a registered name exists only in the process that registered it)."""
+    os.makedirs(out_dir, exist_ok=True)
+    _write_json(os.path.join(out_dir, "open_clip_config.json"),
+                {"model_cfg": tiny_vision_config(**sizes), "preprocess_cfg": {}})
+    return f"local-dir:{out_dir}"
