@@ -42,7 +42,7 @@ def main(argv: list[str]) -> dict:
     args = p.parse_args(argv)
 
     from bench.throughput import SHAPES, shape_assets, versions
-    from recipe.builders import build_flamingo_model
+    from recipe.trainer_parts import build_flamingo_model
     from recipe.config import ModelConfig
     from recipe.eval.config import parse
     from recipe.eval.generation import generate

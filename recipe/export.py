@@ -35,7 +35,7 @@ def read_composer_checkpoint(path: str) -> dict:
 def load_trained_model(path: str):
     """(Flamingo with the checkpoint's weights, tokenizer, image transform, its `ModelConfig`) from a Composer
     checkpoint of this recipe."""
-    from recipe.builders import build_flamingo_model
+    from recipe.trainer_parts import build_flamingo_model
     from recipe.composer_model import MODEL_CONFIG_KEY
     from recipe.config import ModelConfig, build_dataclass
 

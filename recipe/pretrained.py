@@ -45,7 +45,7 @@ def from_pretrained(folder: str, **overrides):
     The LM and vision weights come from the config's `lm_path` / `vision_pretrained`, as in training."""
     from safetensors.torch import load_file
 
-    from recipe.builders import build_flamingo_model
+    from recipe.trainer_parts import build_flamingo_model
 
     cfg = read_model_config(folder, **overrides)
     cfg = dataclasses.replace(cfg, openflamingo_checkpoint=None, compile_blocks=False, cuda_graphs=False)

@@ -80,7 +80,7 @@ def build_trainer(raw_config: dict, spike_history: list | None = None):
     from composer import Trainer
     from composer.utils import dist, get_device, reproducibility
 
-    from recipe import builders
+    from recipe import trainer_parts
 
     device = get_device(cfg.device)
     on_gpu = device.name == "gpu"
@@ -91,18 +91,18 @@ def build_trainer(raw_config: dict, spike_history: list | None = None):
         chosen = ", ".join(f"{k}={str(v).lower()}" for k, v in cfg.auto_choices.items())
         print(f"auto settings ({device.name}, {dist.get_world_size()} process(es)): {chosen}", file=sys.stderr, flush=True)
 
-    signature = builders.data_signature(cfg.train_data, dist.get_world_size())
+    signature = trainer_parts.data_signature(cfg.train_data, dist.get_world_size())
     load_path, load_weights_only = _resume_point(cfg, signature, spike_history)
 
-    flamingo, tokenizer, image_transform = builders.build_flamingo_model(cfg.model)
+    flamingo, tokenizer, image_transform = trainer_parts.build_flamingo_model(cfg.model)
     if cfg.activation_checkpointing:
-        builders.apply_activation_checkpointing(flamingo)
-    train_spec = builders.build_train_dataloader(cfg.train_data, tokenizer, image_transform, cfg.seed, cfg.run_name)
-    model = builders.build_composer_model(flamingo, cfg.train_data, train_spec, cfg.model)
+        trainer_parts.apply_activation_checkpointing(flamingo)
+    train_spec = trainer_parts.build_train_dataloader(cfg.train_data, tokenizer, image_transform, cfg.seed, cfg.run_name)
+    model = trainer_parts.build_composer_model(flamingo, cfg.train_data, train_spec, cfg.model)
     fsdp = cfg.parallelism_config.fsdp if cfg.parallelism_config else None
     evaluators = None
     if cfg.eval_data is not None:
-        evaluators = builders.build_evaluators(cfg.eval_data, tokenizer, image_transform, cfg.seed, cfg.run_name)
+        evaluators = trainer_parts.build_evaluators(cfg.eval_data, tokenizer, image_transform, cfg.seed, cfg.run_name)
 
     trainer = Trainer(
         run_name=cfg.run_name,
@@ -112,14 +112,14 @@ def build_trainer(raw_config: dict, spike_history: list | None = None):
         eval_interval=cfg.eval_interval if evaluators else 1,  # Composer warns about an unused interval
         eval_subset_num_batches=cfg.eval_subset_num_batches,
         max_duration=cfg.max_duration,
-        optimizers=builders.build_optimizer(model, cfg.optimizer, on_gpu),
-        schedulers=builders.build_scheduler(cfg.scheduler),
+        optimizers=trainer_parts.build_optimizer(model, cfg.optimizer, on_gpu),
+        schedulers=trainer_parts.build_scheduler(cfg.scheduler),
         step_schedulers_every_batch=True,
-        algorithms=builders.build_algorithms(cfg),
-        callbacks=builders.build_callbacks(cfg.callbacks, tokenizer, image_transform, on_gpu, cfg.log_to_console,
+        algorithms=trainer_parts.build_algorithms(cfg),
+        callbacks=trainer_parts.build_callbacks(cfg.callbacks, tokenizer, image_transform, on_gpu, cfg.log_to_console,
                                            train_spec, spike_history)
-        + ([] if cfg.save_folder is None else [builders.build_checkpoint_saver(cfg, signature, raw_config)]),
-        loggers=builders.build_loggers(cfg.loggers, cfg.run_name),
+        + ([] if cfg.save_folder is None else [trainer_parts.build_checkpoint_saver(cfg, signature, raw_config)]),
+        loggers=trainer_parts.build_loggers(cfg.loggers, cfg.run_name),
         device=device,
         precision=cfg.precision,
         device_train_microbatch_size=cfg.device_train_microbatch_size,
@@ -133,7 +133,7 @@ def build_trainer(raw_config: dict, spike_history: list | None = None):
         console_log_interval=cfg.console_log_interval,
         progress_bar=cfg.progress_bar,
     )
-    builders.log_resolved_config(trainer, cfg)
+    trainer_parts.log_resolved_config(trainer, cfg)
     return trainer
 
 

@@ -1,5 +1,5 @@
 """Composer callbacks and the logger destination of this recipe, one per file; `recipe/registry.py` names them
-beside Composer's, and `recipe.builders` builds them from the config's `callbacks:` and `loggers:` sections."""
+beside Composer's, and `recipe.trainer_parts` builds them from the config's `callbacks:` and `loggers:` sections."""
 
 from recipe.callbacks.captions import CaptionSamples
 from recipe.callbacks.jsonl_logger import JSONLLogger

@@ -44,7 +44,7 @@ def _holds_tensors_only(path: str) -> bool:
 
 
 def _released(checkpoint: str, model: dict | None):
-    from recipe.builders import build_flamingo_model
+    from recipe.trainer_parts import build_flamingo_model
     from recipe.config import ModelConfig, build_dataclass
 
     if not model:

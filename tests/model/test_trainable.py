@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from model_helpers import mmc4_batch, randomize_trainable
-from recipe.builders import cast_frozen_units, optimizer_groups
+from recipe.trainer_parts import cast_frozen_units, optimizer_groups
 from recipe.config import OptimizerConfig
 from recipe.model.trainable import PARTS, format_counts, set_trainable
 

@@ -6,7 +6,7 @@ import sys
 
 from composer.core import Callback
 
-from recipe import builders, train
+from recipe import train, trainer_parts
 
 
 class PoisonLoss(Callback):
@@ -21,8 +21,8 @@ class PoisonLoss(Callback):
 
 def main(argv: list[str]) -> int:
     factors = {int(b): float(f) for b, f in (item.split(":") for item in argv[0].split(","))}
-    build = builders.build_callbacks
-    builders.build_callbacks = lambda *a, **k: build(*a, **k) + [PoisonLoss(factors)]
+    build = trainer_parts.build_callbacks
+    trainer_parts.build_callbacks = lambda *a, **k: build(*a, **k) + [PoisonLoss(factors)]
     return train.cli(argv[1:])
 
 

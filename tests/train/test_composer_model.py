@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from recipe import builders
+from recipe import trainer_parts
 from recipe.composer_model import shifted_token_mean_ce
 from recipe.config import load_config, validate
 from recipe.data.sources import split_batch
@@ -19,9 +19,9 @@ def setup(demo_assets):
                                   "train_data.num_workers=0"])
     cfg = validate(raw)
     torch.manual_seed(0)
-    flamingo, tokenizer, transform = builders.build_flamingo_model(cfg.model)
-    spec = builders.build_train_dataloader(cfg.train_data, tokenizer, transform, seed=0, run_name="unit")
-    model = builders.build_composer_model(flamingo, cfg.train_data, spec, cfg.model)
+    flamingo, tokenizer, transform = trainer_parts.build_flamingo_model(cfg.model)
+    spec = trainer_parts.build_train_dataloader(cfg.train_data, tokenizer, transform, seed=0, run_name="unit")
+    model = trainer_parts.build_composer_model(flamingo, cfg.train_data, spec, cfg.model)
     batch = next(iter(spec.dataloader))
     return model, batch, spec
 
@@ -124,11 +124,11 @@ def test_ddp_activation_checkpointing_keeps_gradients_and_state_dict(demo_assets
     grads, keys = [], []
     for checkpointed in (False, True):
         torch.manual_seed(0)
-        flamingo, _, _ = builders.build_flamingo_model(cfg.model)
+        flamingo, _, _ = trainer_parts.build_flamingo_model(cfg.model)
         if checkpointed:
-            builders.apply_activation_checkpointing(flamingo)
+            trainer_parts.apply_activation_checkpointing(flamingo)
             assert sum(type(m).__name__ == "CheckpointWrapper" for m in flamingo.modules()) == 2 * 4
-        model = builders.build_composer_model(flamingo, cfg.train_data, spec, cfg.model)
+        model = trainer_parts.build_composer_model(flamingo, cfg.train_data, spec, cfg.model)
         model.loss(model(batch), batch)["total"].backward()
         grads.append({n.replace("_checkpoint_wrapped_module.", ""): p.grad for n, p in model.named_parameters()
                       if p.grad is not None})

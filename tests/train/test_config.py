@@ -150,7 +150,7 @@ def test_callbacks_and_loggers_by_composer_names(overrides, tmp_path):
     from composer.callbacks import LRMonitor, OptimizerMonitor, RuntimeEstimator, SpeedMonitor
     from composer.loggers import FileLogger, InMemoryLogger, WandBLogger
 
-    from recipe import builders
+    from recipe import trainer_parts
 
     cfg = validate(_raw(overrides, "callbacks={lr_monitor: {}, speed_monitor: {window_size: 7}, memory_monitor: {}, "
                                    "runtime_estimator: true, optimizer_monitor: {batch_log_interval: 5}, "
@@ -161,11 +161,11 @@ def test_callbacks_and_loggers_by_composer_names(overrides, tmp_path):
     assert set(cfg.callbacks) == {"lr_monitor", "speed_monitor", "memory_monitor", "runtime_estimator",
                                   "optimizer_monitor"}
     spec = SimpleNamespace(dataloader=SimpleNamespace(dataset=SimpleNamespace(rejection_reasons={})))
-    built = builders.build_callbacks(cfg.callbacks, None, None, on_gpu=False, console=False, train_spec=spec)
+    built = trainer_parts.build_callbacks(cfg.callbacks, None, None, on_gpu=False, console=False, train_spec=spec)
     by_type = {type(c): c for c in built[1:]}  # memory_monitor: not on CPU
     assert set(by_type) == {LRMonitor, SpeedMonitor, RuntimeEstimator, OptimizerMonitor}
     assert by_type[SpeedMonitor].history_wct.maxlen == 7 + 1 and by_type[OptimizerMonitor].batch_log_interval == 5
-    loggers = builders.build_loggers(cfg.loggers, "t")
+    loggers = trainer_parts.build_loggers(cfg.loggers, "t")
     by_name = {type(x).__name__: x for x in loggers}
     assert set(by_name) == {"WandBLogger", "InMemoryLogger", "FileLogger", "JSONLLogger"} and len(loggers) == 4
     wandb_logger = by_name["WandBLogger"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from recipe import builders
+from recipe import trainer_parts
 from recipe.config import load_config, validate
 from recipe.offline.shapes import caption, draw, random_scene
 from recipe.callbacks.jsonl_logger import read_metrics
@@ -85,7 +85,7 @@ def test_finetune_from_exported_checkpoint_trains_saves_and_resumes(finetune, tm
     cfg = validate(load_config(FINETUNE_YAML, finetune("model.openflamingo_checkpoint=null")))
     assert cfg.model.trainable.lm_last_n_layers == 2 and cfg.optimizer.weight_decay_backbone == 0.01
     torch.manual_seed(0)
-    source, _, _ = builders.build_flamingo_model(cfg.model)
+    source, _, _ = trainer_parts.build_flamingo_model(cfg.model)
     with torch.no_grad():
         for block in source.cross_attn_blocks:
             block.attn_gate.fill_(0.5)
