@@ -12,6 +12,12 @@ owner file per dataset it builds, `/dev/shm/flamingo-shm-owner.NNNNNN` (pid, pro
 the dataset's local dirs, its temp dir), and `clean_stale_shared_memory` removes only prefixes whose recorded
 owner is dead, in our pid namespace, and whose segments still name the recorded local dirs. Segments of other
 programs are never touched.
+
+A dead owner's Python resource tracker may still be running: a process killed alone (the OOM killer picks one)
+leaves its tracker alive until its DataLoader workers notice and exit, and the tracker then unlinks every segment
+its process created, by name. Cleaning that prefix earlier would let a new dataset take it, and the old tracker
+would unlink the new dataset's segments (the new job then ends with resource_tracker "leaked shared_memory"
+warnings, its segments gone). So the owner record also names the tracker, and a prefix stays untouched while it runs.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import glob
 import json
 import os
 import tempfile
+from multiprocessing import resource_tracker
 
 SHM_ROOT = "/dev/shm"
 _OWNER = "flamingo-shm-owner."
@@ -34,12 +41,14 @@ def _pid_namespace() -> str:
 
 
 def _start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (tells a live pid from a reused one)."""
+    """The process's start time in clock ticks since boot (tells a live pid from a reused one); None when it is
+    gone or a zombie (a killed job's orphans may never be reaped in a container whose init doesn't reap)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
         return None
+    return None if len(fields) < 20 or fields[0] in ("Z", "X") else fields[19]
 
 
 def _locals_of(prefix: str) -> list[str] | None:
@@ -58,8 +67,12 @@ def register_owner(prefix_int: int, local_dirs: list[str]) -> str:
     """Record this process as the owner of a Streaming prefix (call from the local leader after building)."""
     prefix = f"{prefix_int:06}"
     path = os.path.join(SHM_ROOT, _OWNER + prefix)
+    # Streaming created the segments through multiprocessing, which started this process's resource tracker;
+    # Python offers no public accessor for its pid.
+    tracker = getattr(resource_tracker._resource_tracker, "_pid", None)
     record = {"pid": os.getpid(), "start": _start_time(os.getpid()), "pidns": _pid_namespace(),
-              "locals": list(local_dirs), "tempdir": tempfile.gettempdir()}
+              "locals": list(local_dirs), "tempdir": tempfile.gettempdir(),
+              "tracker": None if tracker is None else {"pid": tracker, "start": _start_time(tracker)}}
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w") as f:
         json.dump(record, f)
@@ -78,11 +91,18 @@ def _release(path: str, record: dict) -> None:
         pass
 
 
+def _running(pid: int, start: str | None) -> bool:
+    now = _start_time(pid)
+    return now is not None and now == start
+
+
 def _owner_alive(record: dict) -> bool:
+    """The owner runs, or its resource tracker does (it will unlink the owner's segments itself)."""
     if record.get("pidns") != _pid_namespace():
         return True  # can't judge a process in another pid namespace: leave it alone
-    start = _start_time(int(record["pid"]))
-    return start is not None and start == record.get("start")
+    tracker = record.get("tracker")
+    return _running(int(record["pid"]), record.get("start")) or (
+        tracker is not None and _running(int(tracker["pid"]), tracker["start"]))
 
 
 def clean_stale_shared_memory() -> list[str]:
