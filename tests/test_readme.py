@@ -163,7 +163,7 @@ def _by_module(module: str, args: list[str], job: dict) -> tuple[str, dict]:
         return "eval", {"yaml": args[0], "overrides": args[1:], "job": job}
     if module in CONVERTERS.values():
         return "convert", {"module": module, "args": args, "job": job}
-    if module == "recipe.export" or module.startswith("bench."):
+    if module in ("recipe.export", "recipe.data.inspection") or module.startswith("bench."):
         return "help", {"job": job}
     return "unknown", {}
 
