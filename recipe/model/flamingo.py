@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
@@ -98,11 +100,19 @@ class Flamingo(nn.Module):
         Images are encoded once and repeated per beam / returned sequence; stops at `<|endofchunk|>`
         unless `eos_token_id` is given. Returns prompt + generated ids, as HF does."""
         generate_kwargs.setdefault("eos_token_id", self.eoc_token_id)
+        with self.cached_media(vision_x, num_images):
+            return self.lang_encoder.generate(input_ids=lang_x, attention_mask=attention_mask, **generate_kwargs)
+
+    @contextmanager
+    def cached_media(self, vision_x: torch.Tensor, num_images: torch.Tensor | None = None):
+        """Images encoded once for several calls of `lang_encoder` that continue one another through its KV
+        cache (`generate`, `recipe.eval.ranking`): a call without `<image>` tokens attends to the last image
+        of the first call's rows; a call may repeat each row (see `MediaConditioning`)."""
         with torch.no_grad():
             latents = self.encode_images(vision_x, num_images)
         self.conditioning.set_latents(latents, generating=True)
         try:
-            return self.lang_encoder.generate(input_ids=lang_x, attention_mask=attention_mask, **generate_kwargs)
+            yield
         finally:
             self.conditioning.clear()
 

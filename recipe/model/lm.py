@@ -20,7 +20,9 @@ class MediaConditioning:
     Registered as a forward pre-hook on the LM: from the call's `input_ids` it derives which image each
     token attends to (`cumsum(<image>)`: the latest preceding image, 0 before the first) and builds the
     cross-attention mask once for all blocks. While generating with a KV cache, a step without any
-    `<image>` token attends to the last image of the prompt (OpenFlamingo's semantics).
+    `<image>` token attends to the last image of the prompt (OpenFlamingo's semantics). A call may carry
+    each image row's tokens several times over (HF generate's beams, candidate classes in
+    `recipe.eval.ranking`): row b's images and last image then serve rows b*k .. b*k+k-1.
     """
 
     def __init__(self, media_token_id: int):
@@ -28,14 +30,15 @@ class MediaConditioning:
         self.clear()
 
     def clear(self) -> None:
-        self.latents = None          # (B, T, n, d) Perceiver output per image slot
+        self.images = None           # (B, T, n, d) Perceiver output per image slot, as set
+        self.latents = None          # the same, each row repeated to the current call's token rows
         self.generating = False
         self.last_media_index = None  # (B,) media index of the prompt's last token, for cached decoding
         self.media = self.mask = self.has_media = None
 
     def set_latents(self, latents: torch.Tensor, generating: bool = False) -> None:
         self.clear()
-        self.latents = latents
+        self.images = self.latents = latents
         self.generating = generating
 
     def __call__(self, module: nn.Module, args: tuple, kwargs: dict):
@@ -44,15 +47,13 @@ class MediaConditioning:
         input_ids = kwargs.get("input_ids", args[0] if args else None)
         if input_ids is None:
             raise ValueError("Flamingo needs input_ids (not inputs_embeds) to locate <image> tokens")
-        rows, latents = input_ids.shape[0], self.latents
-        if latents.shape[0] != rows:
-            # HF generate expands each prompt into beams / return sequences with repeat_interleave.
-            if rows % latents.shape[0]:
-                raise ValueError(f"batch of {rows} token rows does not match {latents.shape[0]} image rows")
-            latents = self.latents = latents.repeat_interleave(rows // latents.shape[0], dim=0)
+        rows = input_ids.shape[0]
+        if self.latents.shape[0] != rows:
+            self.latents = _repeat_rows(self.images, rows)  # kept while the row count stays
+        latents = self.latents
         is_media = input_ids == self.media_token_id
         if self.generating and self.last_media_index is not None and not is_media.any():
-            media_index = self.last_media_index.unsqueeze(1).expand_as(input_ids)
+            media_index = _repeat_rows(self.last_media_index, rows).unsqueeze(1).expand_as(input_ids)
         else:
             media_index = is_media.cumsum(dim=1)
             if self.generating:
@@ -61,6 +62,13 @@ class MediaConditioning:
         self.media = latents.flatten(1, 2)
         self.mask, self.has_media = media_attention_mask(media_index, num_media, per_media)
         return None
+
+
+def _repeat_rows(tensor: torch.Tensor, rows: int) -> torch.Tensor:
+    """Each row of `tensor` repeated in place (repeat_interleave) to make `rows` rows."""
+    if rows % tensor.shape[0]:
+        raise ValueError(f"batch of {rows} token rows does not match {tensor.shape[0]} image rows")
+    return tensor.repeat_interleave(rows // tensor.shape[0], dim=0) if rows != tensor.shape[0] else tensor
 
 
 class FlamingoLayer(nn.Module):
