@@ -8,12 +8,11 @@ from collections.abc import Sequence
 import torch
 
 
-def generate(model, tokenizer, image_transform, texts: Sequence[str], images: Sequence[Sequence],
-             max_new_tokens: int, num_beams: int = 3, length_penalty: float = 0.0,
-             autocast_dtype: torch.dtype | None = None) -> list[str]:
-    """One continuation per prompt. `images[i]`: PIL images of prompt i, one per `<image>` in its text."""
+def prepare_batch(model, tokenizer, image_transform, texts: Sequence[str], images: Sequence[Sequence]):
+    """(input_ids, attention_mask, vision_x, num_images) on the model's device, prompts left-padded (their ends
+    line up, for what follows them). `images[i]`: PIL images of prompt i, one per `<image>` in its text."""
     device = next(model.parameters()).device
-    tokenizer.padding_side = "left"  # the prompt's end must touch the generated tokens
+    tokenizer.padding_side = "left"
     enc = tokenizer(list(texts), padding="longest", return_tensors="pt").to(device)
     slots = max(len(imgs) for imgs in images)
     pixels = [[image_transform(img) for img in imgs] for imgs in images]
@@ -22,10 +21,19 @@ def generate(model, tokenizer, image_transform, texts: Sequence[str], images: Se
         for j, px in enumerate(row):
             vision_x[i, j] = px
     num_images = torch.tensor([len(imgs) for imgs in images], device=device)
+    return enc.input_ids, enc.attention_mask, vision_x.to(device), num_images
+
+
+def generate(model, tokenizer, image_transform, texts: Sequence[str], images: Sequence[Sequence],
+             max_new_tokens: int, num_beams: int = 3, length_penalty: float = 0.0,
+             autocast_dtype: torch.dtype | None = None) -> list[str]:
+    """One continuation per prompt. `images[i]`: PIL images of prompt i, one per `<image>` in its text."""
+    input_ids, attention_mask, vision_x, num_images = prepare_batch(model, tokenizer, image_transform, texts, images)
+    device = input_ids.device
     with torch.inference_mode(), torch.autocast(device.type, dtype=autocast_dtype or torch.float32,
                                                 enabled=autocast_dtype is not None):
         beams = {"num_beams": num_beams, "length_penalty": length_penalty} if num_beams > 1 else {}
-        out = model.generate(vision_x.to(device), enc.input_ids, enc.attention_mask, num_images=num_images,
+        out = model.generate(vision_x, input_ids, attention_mask, num_images=num_images,
                              max_new_tokens=max_new_tokens, min_new_tokens=0, do_sample=False,
                              pad_token_id=tokenizer.pad_token_id, **beams)
-    return tokenizer.batch_decode(out[:, enc.input_ids.shape[1]:], skip_special_tokens=True)
+    return tokenizer.batch_decode(out[:, input_ids.shape[1]:], skip_special_tokens=True)
