@@ -45,8 +45,7 @@ def main(argv: list[str]) -> dict:
     from recipe.trainer_parts import build_flamingo_model
     from recipe.config import ModelConfig
     from recipe.eval.config import parse
-    from recipe.eval.generation import generate
-    from recipe.eval.run import load_splits, run_task
+    from recipe.eval.run import bind_model, load_splits, run_task
 
     lm_dir, tok_dir = shape_assets(args.work_dir, args.shape)
     datasets = write_coco_set(os.path.join(args.work_dir, "coco"), 64, args.num_samples)
@@ -58,10 +57,7 @@ def main(argv: list[str]) -> dict:
     model, tokenizer, transform = build_flamingo_model(model_cfg)
     gpu = torch.cuda.is_available()
     model.eval().to("cuda" if gpu else "cpu")
-    dtype = torch.bfloat16 if gpu else None
-
-    def run(texts, images, n):
-        return generate(model, tokenizer, transform, texts, images, max_new_tokens=n, autocast_dtype=dtype)
+    run = bind_model(model, tokenizer, transform, autocast_dtype=torch.bfloat16 if gpu else None)
 
     rows = []
     for task in ("coco", "vqav2"):

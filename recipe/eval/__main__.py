@@ -1,5 +1,6 @@
 """Few-shot evaluation of a trained model on OpenFlamingo's benchmarks (captioning: COCO, Flickr30k; VQA:
-VQAv2, OK-VQA, TextVQA, VizWiz), with the reference's prompts, demonstrations, decoding and metrics.
+VQAv2, OK-VQA, TextVQA, VizWiz; classification: Hateful Memes, ImageNet), with the reference's prompts,
+demonstrations, decoding, class ranking and metrics.
 
     python -m recipe.eval yamls/eval.yaml checkpoint=runs/openflamingo-3b/checkpoints/latest-rank0.pt \\
         tasks=[coco,vqav2] shots=[0,4]
@@ -11,7 +12,6 @@ predictions of every run, each as soon as it finishes.
 from __future__ import annotations
 
 import sys
-from functools import partial
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,8 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     from recipe.config import ConfigError, load_config
     from recipe.eval.checkpoints import load_model
     from recipe.eval.config import parse
-    from recipe.eval.generation import generate
-    from recipe.eval.run import evaluate, load_splits
+    from recipe.eval.run import bind_model, evaluate, load_splits
     from recipe.hub import CheckpointNotFound
 
     try:
@@ -39,10 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     gpu = cfg.device == "gpu" or (cfg.device is None and torch.cuda.is_available())
     model.to("cuda" if gpu else "cpu")
     dtype = torch.bfloat16 if cfg.precision == "amp_bf16" and gpu else None
-    run = partial(generate, model, tokenizer, transform, autocast_dtype=dtype)
-    evaluate(splits, cfg.shots, cfg.seeds, lambda texts, images, n: run(texts, images, max_new_tokens=n),
-             cfg.out_dir, num_samples=cfg.num_samples, query_set_size=cfg.query_set_size,
-             batch_size=cfg.batch_size, published=cfg.published,
+    calls = bind_model(model, tokenizer, transform, autocast_dtype=dtype, classes_per_forward=cfg.classes_per_forward)
+    evaluate(splits, cfg.shots, cfg.seeds, calls, cfg.out_dir, num_samples=cfg.num_samples,
+             query_set_size=cfg.query_set_size, batch_size=cfg.batch_size, published=cfg.published,
              log=lambda line: print(line, file=sys.stderr, flush=True))
     return 0
 

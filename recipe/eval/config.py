@@ -8,7 +8,7 @@ from typing import Any, Literal, Optional
 
 from recipe.config import ConfigError, build_dataclass
 from recipe.eval.published import TABLE_11
-from recipe.eval.run import CAPTION_TASKS, VQA_TASKS
+from recipe.eval.run import CAPTION_TASKS, CLASSIFICATION_TASKS, VQA_TASKS
 
 
 @dataclass
@@ -31,16 +31,37 @@ class VQAData:
 
 
 @dataclass
+class HatefulMemesData:
+    """The demonstration (train.jsonl) and evaluated (e.g. dev_seen.jsonl) annotation files; the `img/` folder."""
+    train_annotations: str
+    test_annotations: str
+    image_dir: str
+
+
+@dataclass
+class ImageNetData:
+    """The folder holding `train/` (demonstrations) and `val/` (evaluated), one subfolder per class in each."""
+    root: str
+
+
+DATA = {**dict.fromkeys(CAPTION_TASKS, CaptionData), **dict.fromkeys(VQA_TASKS, VQAData),
+        "hateful_memes": HatefulMemesData, "imagenet": ImageNetData}
+
+
+@dataclass
 class EvalConfig:
     checkpoint: str  # Composer checkpoint (file / sharded folder), an exported --hf folder, or OpenFlamingo weights
     tasks: list[str]  # which of `datasets` to run
-    datasets: dict[str, Any] = field(default_factory=dict)  # task name -> its files (CaptionData / VQAData)
+    datasets: dict[str, Any] = field(default_factory=dict)  # task name -> its files (a dataclass of DATA)
     model: Optional[dict[str, Any]] = None  # `model` config keys, for released OpenFlamingo weights
     shots: list[int] = field(default_factory=lambda: [0, 4, 8, 16, 32])
     seeds: list[int] = field(default_factory=lambda: [42])
     num_samples: Optional[int] = None  # evaluated examples per run (None: the whole test split)
     query_set_size: int = 2048  # demonstrations are drawn from this many training examples
     batch_size: int = 8
+    # Classification: candidate classes scored per forward, each on batch_size rows holding a copy of its
+    # prompt's KV cache (memory grows with both; ImageNet's 1000 classes take ceil(1000 / this) forwards).
+    classes_per_forward: int = 32
     precision: Literal["fp32", "amp_bf16"] = "amp_bf16"
     device: Optional[Literal["cpu", "gpu"]] = None  # None: a GPU when there is one
     out_dir: str = "eval_out"
@@ -51,16 +72,16 @@ class EvalConfig:
 
 def parse(raw: dict) -> EvalConfig:
     cfg = build_dataclass(EvalConfig, raw)
-    known = CAPTION_TASKS + VQA_TASKS
+    known = CAPTION_TASKS + VQA_TASKS + CLASSIFICATION_TASKS
     for task in cfg.tasks:
         if task not in known:
             raise ConfigError(f"tasks: unknown task {task!r}; known: {', '.join(known)}")
         if task not in cfg.datasets:
             raise ConfigError(f"tasks: {task} has no files under datasets.{task}")
-    cfg.datasets = {task: build_dataclass(CaptionData if task in CAPTION_TASKS else VQAData, cfg.datasets[task],
-                                          f"datasets.{task}") for task in cfg.tasks}
+    cfg.datasets = {task: build_dataclass(DATA[task], cfg.datasets[task], f"datasets.{task}") for task in cfg.tasks}
     if cfg.published is not None and cfg.published not in TABLE_11:
         raise ConfigError(f"published: unknown model {cfg.published!r}; known: {', '.join(TABLE_11)}")
-    if any(k < 0 for k in cfg.shots) or cfg.batch_size < 1:
-        raise ConfigError(f"shots must be >= 0 and batch_size >= 1, got shots={cfg.shots}, batch_size={cfg.batch_size}")
+    if any(k < 0 for k in cfg.shots) or cfg.batch_size < 1 or cfg.classes_per_forward < 1:
+        raise ConfigError(f"shots must be >= 0, batch_size and classes_per_forward >= 1, got shots={cfg.shots}, "
+                          f"batch_size={cfg.batch_size}, classes_per_forward={cfg.classes_per_forward}")
     return cfg

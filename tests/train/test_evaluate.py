@@ -1,6 +1,7 @@
 """`python -m recipe.eval` end to end: a tiny model trained with yamls/demo.yaml, evaluated from its Composer
-checkpoint on tiny COCO (Karpathy split file) and VQAv2 (question / annotation files) sets written in their
-real formats; scores per task, shots and seed, predictions, determinism, and counted skips of bad examples."""
+checkpoint on tiny COCO (Karpathy split file), VQAv2 (question / annotation files), Hateful Memes (JSON lines,
+image folder) and ImageNet (1000 class folders) sets written in their real formats; scores per task, shots and
+seed, predictions, determinism, and counted skips of bad examples."""
 
 import json
 import os
@@ -11,7 +12,8 @@ import pytest
 
 from recipe.train import main
 from recipe.config import load_config
-from recipe.offline.eval_sets import Example, write_coco_vqav2
+from recipe.eval.metrics.auc import roc_auc
+from recipe.offline.eval_sets import Example, write_coco_vqav2, write_hateful_memes, write_imagenet
 from recipe.offline.shapes import caption, draw, random_scene, to_jpeg
 from tests.train.conftest import DEMO_YAML, PYTHON, REPO
 
@@ -37,12 +39,26 @@ def trained_checkpoint(demo_assets, tmp_path_factory):
     return str(root / "ckpt" / "latest-rank0.pt")
 
 
-def _evaluate(tmp_path, checkpoint, datasets, out, *extra):
+def _write_classification_sets(root) -> dict:
+    """Hateful Memes: 14 memes (8 demonstrations; 6 evaluated, 3 of each label, so that any 4 hold both).
+    ImageNet: one shape image per class in train/ and in val/."""
+    rng = np.random.default_rng(1)
+    memes = []
+    for i in range(14):
+        colour, shape, side = random_scene(rng)
+        memes.append((to_jpeg(draw(colour, shape, side, rng)), caption(colour, shape, side), i % 2))
+    imagenet = {split: [(label, to_jpeg(draw(*random_scene(rng), rng))) for label in range(1000)]
+                for split in ("train", "val")}
+    return {"hateful_memes": write_hateful_memes(str(root / "hm"), memes, n_train=8),
+            "imagenet": write_imagenet(str(root / "imagenet"), imagenet)}
+
+
+def _evaluate(tmp_path, checkpoint, datasets, out, *extra, tasks=("coco", "vqav2")):
     config = tmp_path / "eval.yaml"
-    config.write_text(json.dumps({"checkpoint": checkpoint, "tasks": ["coco", "vqav2"], "datasets": datasets,
+    config.write_text(json.dumps({"checkpoint": checkpoint, "tasks": list(tasks), "datasets": datasets,
                                   "shots": [0, 2], "seeds": [1, 2], "num_samples": 4, "query_set_size": 8,
-                                  "batch_size": 2, "precision": "fp32", "device": "cpu", "out_dir": str(out),
-                                  "published": "OpenFlamingo-9B"}))
+                                  "batch_size": 2, "classes_per_forward": 300, "precision": "fp32",
+                                  "device": "cpu", "out_dir": str(out), "published": "OpenFlamingo-9B"}))
     return subprocess.run([PYTHON, "-m", "recipe.eval", str(config), *extra], cwd=REPO, capture_output=True,
                           text=True)
 
@@ -90,6 +106,46 @@ def test_evaluates_a_trained_checkpoint(trained_checkpoint, tmp_path):
     assert skipped["vqav2"] == {"test/no_annotation": 1, "test/missing_image": 1}
 
 
+def test_evaluates_classification(trained_checkpoint, tmp_path):
+    """Hateful Memes (ROC-AUC of p("yes")) and ImageNet (top-1 over 1000 class names) by class ranking."""
+    datasets = _write_classification_sets(tmp_path)
+    tasks = ("hateful_memes", "imagenet")
+    proc = _evaluate(tmp_path, trained_checkpoint, datasets, tmp_path / "out", tasks=tasks)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    runs = {(s["task"], s["shots"], s["seed"]): s for s in results["scores"]}
+    assert sorted(runs) == [(t, k, s) for t in tasks for k in (0, 2) for s in (1, 2)]
+    assert all(s["n"] == 4 and 0 <= s["score"] <= 100 for s in runs.values())
+    for (task, k, seed), run in runs.items():
+        preds = json.loads((tmp_path / "out" / f"predictions_{task}_{k}shot_seed{seed}.json").read_text())
+        assert len(preds) == 4 and all(set(p) == {"id", "label", "prediction", "probability"} for p in preds)
+        if task == "hateful_memes":  # the score is the AUC of p("yes"), which the predictions carry
+            assert {p["label"] for p in preds} == {"no", "yes"}
+            p_yes = [p["probability"] if p["prediction"] == "yes" else 1 - p["probability"] for p in preds]
+            assert run["score"] == pytest.approx(100 * roc_auc([p["label"] == "yes" for p in preds], p_yes),
+                                                 abs=1e-3)
+        else:
+            assert all(0.001 <= p["probability"] <= 1 for p in preds)  # the best of 1000 beats the uniform
+            assert run["score"] == 100 * sum(p["label"] == p["prediction"] for p in preds) / 4
+    table = (tmp_path / "out" / "results.md").read_text().splitlines()
+    assert table[2] == f"| hateful_memes | 0 | {_mean_std(runs, 'hateful_memes', 0)} | 2 | 51.6 |"
+    assert table[4].startswith("| imagenet | 0 |") and table[4].endswith("| - |")  # not in the paper
+
+    # Same seeds, same demonstrations, same model: the same predictions and scores.
+    again = _evaluate(tmp_path, trained_checkpoint, datasets, tmp_path / "again", tasks=tasks)
+    assert again.returncode == 0, again.stderr[-3000:]
+    for name in os.listdir(tmp_path / "out"):
+        if name.startswith("predictions_") or name == "results.md":
+            assert (tmp_path / "out" / name).read_text() == (tmp_path / "again" / name).read_text(), name
+
+
+def _mean_std(runs: dict, task: str, shots: int) -> str:
+    import statistics
+
+    scores = [runs[(task, shots, seed)]["score"] for seed in (1, 2)]
+    return f"{round(statistics.fmean(scores), 2):.2f} ± {round(statistics.stdev(scores), 2):.2f}"
+
+
 def test_shipped_yaml_and_readme_command_validate():
     """yamls/eval.yaml as shipped, and with the README's overrides, passes the schema."""
     from recipe.eval.config import parse
@@ -104,6 +160,9 @@ def test_shipped_yaml_and_readme_command_validate():
         "tasks=[coco,flickr,vqav2,ok_vqa,textvqa,vizwiz]", "shots=[0,4,8,16,32]", "seeds=[42,43,44]",
         "num_samples=null"]))
     assert len(cfg.datasets) == 6 and cfg.num_samples is None
+    cfg = parse(load_config(os.path.join(REPO, "yamls", "eval.yaml"), [  # docs/EVALUATION.md's classification command
+        "tasks=[hateful_memes,imagenet]", "num_samples=null"]))
+    assert cfg.datasets["imagenet"].root == "/data/eval/imagenet" and cfg.classes_per_forward == 32
 
 
 def test_help_and_config_errors(tmp_path):
@@ -113,4 +172,4 @@ def test_help_and_config_errors(tmp_path):
                           cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1] == "error: tasks: unknown task 'cocoa'; known: coco, flickr, " \
-                                                   "vqav2, ok_vqa, textvqa, vizwiz"
+                                                   "vqav2, ok_vqa, textvqa, vizwiz, hateful_memes, imagenet"
