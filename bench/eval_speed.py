@@ -1,8 +1,10 @@
 """Evaluation speed: examples per second of `recipe.eval` few-shot runs (the reference's prompts, beam search 3,
-20 new tokens for captioning, 5 for VQA) on a random-init model of an OpenFlamingo shape, over a synthetic
-COCO-format set of realistic JPEGs; nothing downloaded.
+20 new tokens for captioning, 5 for VQA; class ranking for Hateful Memes and ImageNet's 1000 names) on a
+random-init model of an OpenFlamingo shape, over synthetic sets of realistic JPEGs in each task's format;
+nothing downloaded.
 
     python -m bench.eval_speed --shape of3b --json eval-of3b.json
+    python -m bench.eval_speed --shape of3b --tasks hateful_memes imagenet --shots 0 4 32
 
 A random-init LM rarely emits <|endofchunk|>, so every example generates its full token budget: the slowest
 case of the real benchmark.
@@ -31,10 +33,29 @@ def write_coco_set(root: str, n_train: int, n_test: int) -> dict:
     return write_coco_vqav2(root, examples, n_train)[0]
 
 
+def write_classification_sets(root: str, n_test: int) -> dict:
+    """Hateful Memes files (64 demonstrations, `n_test` memes of both labels) and an ImageNet tree (one train
+    image per class, `n_test` val images spread over the classes, at least one in each) over synthetic JPEGs."""
+    from bench.synthetic import jpeg_pool, pseudo_words
+    from recipe.offline.eval_sets import write_hateful_memes, write_imagenet
+
+    pool = [jpeg for jpeg, _, _ in jpeg_pool(64)]
+    words = pseudo_words(2000)
+    memes = [(pool[i % len(pool)], " ".join(words[(i * 5 + j) % len(words)] for j in range(12)), i % 2)
+             for i in range(64 + n_test)]
+    imagenet = {"train": [(c, pool[c % len(pool)]) for c in range(1000)],
+                "val": [(i % 1000, pool[(i * 3) % len(pool)]) for i in range(max(n_test, 1000))]}
+    return {"hateful_memes": write_hateful_memes(os.path.join(root, "hateful_memes"), memes, n_train=64),
+            "imagenet": write_imagenet(os.path.join(root, "imagenet"), imagenet)}
+
+
 def main(argv: list[str]) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shape", choices=("of3b", "of9b", "tiny"), required=True)
     p.add_argument("--shots", type=int, nargs="+", default=[0, 4])
+    p.add_argument("--tasks", nargs="+", choices=("coco", "vqav2", "hateful_memes", "imagenet"),
+                   default=["coco", "vqav2"])
+    p.add_argument("--classes-per-forward", type=int, default=32)
     p.add_argument("--num-samples", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--work-dir", default="/tmp/flamingo-eval-bench")
@@ -48,8 +69,9 @@ def main(argv: list[str]) -> dict:
     from recipe.eval.run import bind_model, load_splits, run_task
 
     lm_dir, tok_dir = shape_assets(args.work_dir, args.shape)
-    datasets = write_coco_set(os.path.join(args.work_dir, "coco"), 64, args.num_samples)
-    cfg = parse({"checkpoint": "-", "tasks": ["coco", "vqav2"], "datasets": datasets})
+    datasets = {**write_coco_set(os.path.join(args.work_dir, "coco"), 64, args.num_samples),
+                **write_classification_sets(os.path.join(args.work_dir, "classification"), args.num_samples)}
+    cfg = parse({"checkpoint": "-", "tasks": args.tasks, "datasets": datasets})
     splits = load_splits(cfg.tasks, cfg.datasets)
     model_cfg = ModelConfig(vision_name="ViT-L-14", vision_pretrained=None, lm_path=lm_dir, tokenizer_path=tok_dir,
                             lm_random_init=True, cross_attn_every_n_layers=SHAPES[args.shape]["xattn_every"],
@@ -57,10 +79,11 @@ def main(argv: list[str]) -> dict:
     model, tokenizer, transform = build_flamingo_model(model_cfg)
     gpu = torch.cuda.is_available()
     model.eval().to("cuda" if gpu else "cpu")
-    run = bind_model(model, tokenizer, transform, autocast_dtype=torch.bfloat16 if gpu else None)
+    run = bind_model(model, tokenizer, transform, autocast_dtype=torch.bfloat16 if gpu else None,
+                     classes_per_forward=args.classes_per_forward)
 
     rows = []
-    for task in ("coco", "vqav2"):
+    for task in args.tasks:
         for shots in args.shots:
             run_task(task, splits[task], shots, 0, run, num_samples=args.batch_size, query_set_size=64,
                      batch_size=args.batch_size)  # warm-up: allocator, kernels
@@ -76,7 +99,7 @@ def main(argv: list[str]) -> dict:
                          "examples_per_s": round(len(predictions) / seconds, 2)})
             print(json.dumps(rows[-1]), flush=True)
     result = {"gpu": torch.cuda.get_device_name() if gpu else "cpu", "shape": args.shape,
-              "batch_size": args.batch_size, "command": " ".join(sys.argv), "versions": versions(), "runs": rows,
+              "batch_size": args.batch_size, "classes_per_forward": args.classes_per_forward, "command": " ".join(sys.argv), "versions": versions(), "runs": rows,
               "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1) if gpu else None}
     if args.json:
         with open(args.json, "w") as f:
