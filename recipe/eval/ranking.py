@@ -8,9 +8,10 @@ Like the reference's default (KV caching), the left-padded prompts run once; eve
 continues from that cache. The reference feeds one class at a time, one token per forward; here
 `classes_per_forward` classes run together, each prompt's cache repeated for them, all of a name's tokens in
 one forward (right-padded to the longest name of the group, which causality keeps out of the shorter names'
-scores). Deliberate difference: position ids count the prompt's real tokens only, as `generate` does, so a
-prompt's scores do not depend on the other prompts of its batch (the reference lets an LM with absolute
-positions see the padding).
+scores). Deliberate differences, so that a prompt's scores do not depend on the other prompts of its batch:
+the name's tokens do not attend to the prompt's left padding (the reference's cached path passes them no
+attention mask), and position ids count the prompt's real tokens only, as `generate` does (the reference lets
+an LM with absolute positions see the padding).
 """
 
 from __future__ import annotations
