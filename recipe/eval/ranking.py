@@ -46,10 +46,11 @@ def rank_classes(model, tokenizer, image_transform, texts: Sequence[str], images
             model.cached_media(vision_x, num_images):
         prompt = lm(input_ids=input_ids, attention_mask=attention_mask, use_cache=True, **positions)
         first = prompt.logits[:, -1].float().log_softmax(dim=-1)  # predicts each name's first token
+        cache = prompt.past_key_values
+        del prompt  # the logits of every prompt position are not needed while the classes run
         for start in range(0, len(tokens), classes_per_forward):
             group = tokens[start:start + classes_per_forward]
-            scores.append(_score_group(lm, prompt.past_key_values, first, attention_mask, real, group,
-                                       takes_positions))
+            scores.append(_score_group(lm, cache, first, attention_mask, real, group, takes_positions))
     return torch.cat(scores, dim=1)
 
 
