@@ -165,6 +165,17 @@ def test_shipped_yaml_and_readme_command_validate():
     assert cfg.datasets["imagenet"].root == "/data/eval/imagenet" and cfg.classes_per_forward == 32
 
 
+def test_classification_config_errors():
+    from recipe.config import ConfigError
+    from recipe.eval.config import parse
+
+    yaml = os.path.join(REPO, "yamls", "eval.yaml")
+    with pytest.raises(ConfigError, match="classes_per_forward >= 1, .* classes_per_forward=0"):
+        parse(load_config(yaml, ["classes_per_forward=0"]))
+    with pytest.raises(ConfigError, match=r"unknown key 'datasets.imagenet.dir' \(known keys: root\)"):
+        parse(load_config(yaml, ["tasks=[imagenet]", "datasets.imagenet={dir: /data}"]))
+
+
 def test_help_and_config_errors(tmp_path):
     proc = subprocess.run([PYTHON, "-m", "recipe.eval", "--help"], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0 and "python -m recipe.eval" in proc.stdout
