@@ -33,7 +33,7 @@ def class_tokens(tokenizer, class_names: Sequence[str]) -> list[list[int]]:
 def rank_classes(model, tokenizer, image_transform, texts: Sequence[str], images: Sequence[Sequence],
                  tokens: Sequence[Sequence[int]], classes_per_forward: int = 32,
                  autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
-    """(prompts, classes) float32 scores: mean token log-likelihood of each class name (`class_tokens`) after
+    """(prompts, classes) float32 scores on the host: mean token log-likelihood of each class name (`class_tokens`) after
     each open prompt. `images[i]`: PIL images of prompt i, one per `<image>` in its text."""
     input_ids, attention_mask, vision_x, num_images = prepare_batch(model, tokenizer, image_transform, texts, images)
     device, lm = input_ids.device, model.lang_encoder
@@ -51,7 +51,7 @@ def rank_classes(model, tokenizer, image_transform, texts: Sequence[str], images
         for start in range(0, len(tokens), classes_per_forward):
             group = tokens[start:start + classes_per_forward]
             scores.append(_score_group(lm, cache, first, attention_mask, real, group, takes_positions))
-    return torch.cat(scores, dim=1)
+    return torch.cat(scores, dim=1).cpu()  # the metrics (AUC, top-1) run on the host
 
 
 def _score_group(lm, cache, first: torch.Tensor, attention_mask: torch.Tensor, real: torch.Tensor,
