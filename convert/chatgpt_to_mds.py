@@ -15,7 +15,8 @@ import re
 import sys
 from typing import Any, Iterator, Optional
 
-from convert.cli import base_parser, run_cli
+from convert.cli import base_parser, console_script, run_cli
+from convert.driver import convert
 from convert.readers import guarded, iter_json_lines, parse_json, tar_groups
 from convert.report import UnitStats
 from convert.schema import INTERLEAVED_COLUMNS, fixed_sample
@@ -90,25 +91,16 @@ SPEC = Spec(name="chatgpt", columns=INTERLEAVED_COLUMNS, suffixes=(".json", ".js
 
 def convert_chatgpt(inputs: list[str], output: str, **kwargs: Any) -> dict:
     """Python API: see `convert.driver.convert` for the keyword arguments; returns the report."""
-    from convert.driver import convert
     return convert("convert.chatgpt_to_mds", inputs, output, **kwargs)
 
 
 def main(argv: Optional[list[str]] = None) -> dict:
-    p = base_parser(__doc__)
-    p.add_argument("--input", nargs="+", required=True,
-                   help=".json/.jsonl files or .tar shards of ChatGPT sequences: paths, folders, globs or {a..b} "
-                        "brace patterns (local or s3://)")
+    p = base_parser(__doc__, ".json/.jsonl files or .tar shards of ChatGPT sequences")
     args = p.parse_args(argv)
     return run_cli("convert.chatgpt_to_mds", args, args.input, {})
 
 
-
-def cli() -> int:
-    """`flamingo-convert-chatgpt`: exits with a code of `convert.cli.EXIT_CODES` (main returns the report,
-    which is no exit code)."""
-    main()
-    return 0
+cli = console_script(main)  # `flamingo-convert-chatgpt`
 
 
 if __name__ == "__main__":

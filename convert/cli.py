@@ -4,6 +4,7 @@ the exit codes of `EXIT_CODES`."""
 from __future__ import annotations
 
 import argparse
+from typing import Callable
 import os
 import sys
 
@@ -23,8 +24,11 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
     """Flag defaults shown, the script's docstring (with its example command) kept as written."""
 
 
-def base_parser(description: str) -> argparse.ArgumentParser:
+def base_parser(description: str, inputs: str) -> argparse.ArgumentParser:
+    """The options every converter takes; `inputs` says what its --input files are."""
     p = argparse.ArgumentParser(description=description, formatter_class=_HelpFormatter, epilog=EXIT_CODES)
+    p.add_argument("--input", nargs="+", required=True,
+                   help=f"{inputs}: paths, folders, globs or {{a..b}} brace patterns (local or s3://)")
     p.add_argument("--output", required=True,
                    help="output root: a local folder or s3://bucket/prefix (S3_ENDPOINT_URL for S3-compatible stores)")
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)),
@@ -66,3 +70,12 @@ def run_cli(spec_module: str, args: argparse.Namespace, inputs: list[str], optio
               f"{REPORT}); pass --accept-input-errors to accept", file=sys.stderr)
         raise SystemExit(3)
     return report
+
+
+def console_script(main: Callable[[], dict]) -> Callable[[], int]:
+    """A console-script entry point around a converter's `main`, which returns its report (no exit code);
+    failures leave through SystemExit with a code of EXIT_CODES."""
+    def run() -> int:
+        main()
+        return 0
+    return run

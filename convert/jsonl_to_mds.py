@@ -21,7 +21,8 @@ import os
 import sys
 from typing import Any, Iterator, Optional
 
-from convert.cli import base_parser, run_cli
+from convert.cli import base_parser, console_script, run_cli
+from convert.driver import convert
 from convert.readers import iter_json_lines
 from convert.report import UnitStats
 from convert.schema import INTERLEAVED_COLUMNS, PAIRS_COLUMNS, fixed_sample
@@ -101,16 +102,13 @@ def convert_jsonl(inputs: list[str], output: str, kind: str, image_root: Optiona
                   **kwargs: Any) -> dict:
     """Python API: `kind` is "pairs" or "interleaved"; see `convert.driver.convert` for the other keyword
     arguments; returns the report."""
-    from convert.driver import convert
     options = {"kind": kind, "image_root": os.path.abspath(image_root) if image_root else None}
     return convert(SPECS[kind], inputs, output, options=options, **kwargs)
 
 
 def main(argv: Optional[list[str]] = None) -> dict:
-    p = base_parser(__doc__)
+    p = base_parser(__doc__, ".jsonl files")
     p.add_argument("--kind", choices=sorted(SPECS), required=True, help="line shape, and so the output schema")
-    p.add_argument("--input", nargs="+", required=True,
-                   help=".jsonl files: paths, folders, globs or {a..b} brace patterns (local or s3://)")
     p.add_argument("--image-root", default=None,
                    help="folder that image paths are relative to (default: each .jsonl file's folder)")
     args = p.parse_args(argv)
@@ -118,12 +116,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     return run_cli(SPECS[args.kind], args, args.input, options)
 
 
-
-def cli() -> int:
-    """`flamingo-convert-jsonl`: exits with a code of `convert.cli.EXIT_CODES` (main returns the report,
-    which is no exit code)."""
-    main()
-    return 0
+cli = console_script(main)  # `flamingo-convert-jsonl`
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ import os
 import sys
 from typing import Any, Iterator, Optional
 
-from convert.cli import base_parser, run_cli
+from convert.cli import base_parser, console_script, run_cli
+from convert.driver import convert
 from convert.readers import guarded, parse_json, tar_groups
 from convert.report import UnitStats
 from convert.schema import PAIRS_COLUMNS
@@ -134,25 +135,16 @@ SPEC = Spec(name="laion", columns=PAIRS_COLUMNS, suffixes=(".tar", ".parquet"), 
 
 def convert_laion(inputs: list[str], output: str, **kwargs: Any) -> dict:
     """Python API: see `convert.driver.convert` for the keyword arguments; returns the report."""
-    from convert.driver import convert
     return convert("convert.laion_to_mds", inputs, output, **kwargs)
 
 
 def main(argv: Optional[list[str]] = None) -> dict:
-    p = base_parser(__doc__)
-    p.add_argument("--input", nargs="+", required=True,
-                   help="img2dataset .tar shards or parquet files: paths, folders, globs or {a..b} brace patterns "
-                        "(local or s3://)")
+    p = base_parser(__doc__, "img2dataset .tar shards or parquet files")
     args = p.parse_args(argv)
     return run_cli("convert.laion_to_mds", args, args.input, {})
 
 
-
-def cli() -> int:
-    """`flamingo-convert-laion`: exits with a code of `convert.cli.EXIT_CODES` (main returns the report,
-    which is no exit code)."""
-    main()
-    return 0
+cli = console_script(main)  # `flamingo-convert-laion`
 
 
 if __name__ == "__main__":

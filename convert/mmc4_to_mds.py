@@ -15,7 +15,8 @@ import re
 import sys
 from typing import Any, Callable, Iterator, Optional
 
-from convert.cli import base_parser, run_cli
+from convert.cli import base_parser, console_script, run_cli
+from convert.driver import convert
 from convert.readers import guarded, iter_json_lines, parse_json, tar_groups
 from convert.report import UnitStats
 from convert.schema import INTERLEAVED_COLUMNS, interleaved_sample
@@ -173,17 +174,13 @@ SPEC = Spec(name="mmc4", columns=INTERLEAVED_COLUMNS, suffixes=(".jsonl", ".json
 def convert_mmc4(inputs: list[str], output: str, image_dir: Optional[str] = None, image_layout: str = "auto",
                  allow_missing_images: bool = False, **kwargs: Any) -> dict:
     """Python API: see `convert.driver.convert` for the other keyword arguments; returns the report."""
-    from convert.driver import convert
     options = {"image_dir": os.path.abspath(image_dir) if image_dir else None, "image_layout": image_layout,
                "allow_missing_images": allow_missing_images}
     return convert("convert.mmc4_to_mds", inputs, output, options=options, **kwargs)
 
 
 def main(argv: Optional[list[str]] = None) -> dict:
-    p = base_parser(__doc__)
-    p.add_argument("--input", nargs="+", required=True,
-                   help="MMC4 .jsonl/.jsonl.zip shards or OpenFlamingo MMC4 .tar shards: paths, folders, globs or "
-                        "{a..b} brace patterns (local or s3://)")
+    p = base_parser(__doc__, "MMC4 .jsonl/.jsonl.zip shards or OpenFlamingo MMC4 .tar shards")
     p.add_argument("--image-dir", default=None,
                    help="local folder of the downloaded MMC4 images (needed for .jsonl/.jsonl.zip input)")
     p.add_argument("--image-layout", choices=LAYOUTS, default="auto",
@@ -200,12 +197,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     return run_cli("convert.mmc4_to_mds", args, args.input, options)
 
 
-
-def cli() -> int:
-    """`flamingo-convert-mmc4`: exits with a code of `convert.cli.EXIT_CODES` (main returns the report,
-    which is no exit code)."""
-    main()
-    return 0
+cli = console_script(main)  # `flamingo-convert-mmc4`
 
 
 if __name__ == "__main__":

@@ -12,22 +12,31 @@ import zipfile
 from collections.abc import Iterable
 
 
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    tar.addfile(info, io.BytesIO(data))
+def write_tar(path: str, members: Iterable[tuple[str, bytes]]) -> str:
+    """A plain tar of `(member name, bytes)`, in order (a WebDataset shard when names group by key)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with tarfile.open(path, "w") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def write_jsonl_zip(path: str, lines: Iterable[str]) -> str:
+    """`<name>.jsonl.zip` holding the lines in one member `<name>.jsonl` (MMC4's shard layout)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(os.path.basename(path).removesuffix(".zip"), "".join(line + "\n" for line in lines))
+    return path
 
 
 def write_img2dataset_tar(path: str, samples: Iterable[tuple[str, bytes, str, dict]]) -> str:
     """One img2dataset shard: per `(key, jpeg bytes, caption, metadata)` sample `<key>.jpg`, `<key>.txt` and
     `<key>.json` (the metadata with `key` and `status: success` added)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with tarfile.open(path, "w") as tar:
-        for key, image, caption, meta in samples:
-            _add(tar, f"{key}.jpg", image)
-            _add(tar, f"{key}.txt", caption.encode())
-            _add(tar, f"{key}.json", json.dumps({"key": key, "status": "success", **meta}).encode())
-    return path
+    return write_tar(path, (member for key, image, caption, meta in samples for member in (
+        (f"{key}.jpg", image), (f"{key}.txt", caption.encode()),
+        (f"{key}.json", json.dumps({"key": key, "status": "success", **meta}).encode()))))
 
 
 def mmc4_document(url: str, texts: list[str], image_names: list[str], matched: list[int],
@@ -43,10 +52,7 @@ def mmc4_document(url: str, texts: list[str], image_names: list[str], matched: l
 def write_mmc4_shard(path: str, documents: Iterable[dict]) -> str:
     """An MMC4 document shard: `path` (`docs_shard_<n>_v2.jsonl.zip`) holds the documents as one JSON line each
     in a single `.jsonl` member of the same name."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr(os.path.basename(path).removesuffix(".zip"), "".join(json.dumps(d) + "\n" for d in documents))
-    return path
+    return write_jsonl_zip(path, (json.dumps(d) for d in documents))
 
 
 def chatgpt_sequence(key: str, segments: list[str], images: list[bytes]) -> dict:

@@ -1,14 +1,13 @@
-"""Builders of tiny inputs in the real upstream formats (img2dataset tars/parquet, MMC4 jsonl.zip + image
+"""Builders of tiny, often broken, inputs in the real upstream formats (img2dataset tars/parquet, MMC4 jsonl.zip + image
 folders, OpenFlamingo MMC4 and ChatGPT WebDataset tars), and a reader of written MDS datasets."""
 
 import base64
 import io
 import json
-import os
-import tarfile
-import zipfile
 
 from PIL import Image
+
+from recipe.offline.upstream import write_jsonl_zip, write_tar  # noqa: F401  (re-exported for the tests)
 
 
 def image_bytes(seed: int, fmt: str = "JPEG", size: int = 24) -> bytes:
@@ -31,15 +30,6 @@ def big_png(side: int = 200) -> bytes:
     return buf.getvalue()
 
 
-def write_tar(path: str, members: list[tuple[str, bytes]]) -> str:
-    with tarfile.open(path, "w") as tf:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-    return path
-
-
 def laion_members(key: str, image: bytes | None, caption: bytes | None, meta: dict | bytes | None = None,
                   ext: str = "jpg") -> list[tuple[str, bytes]]:
     """One img2dataset sample: <key>.jpg, <key>.txt, <key>.json."""
@@ -53,13 +43,6 @@ def laion_members(key: str, image: bytes | None, caption: bytes | None, meta: di
                 "status": "success"}
     out.append((f"{key}.json", meta if isinstance(meta, bytes) else json.dumps(meta).encode()))
     return out
-
-
-def write_jsonl_zip(path: str, lines: list[str]) -> str:
-    inner = os.path.basename(path)[: -len(".zip")]
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr(inner, "\n".join(lines) + "\n")
-    return path
 
 
 def mmc4_doc(n_sentences: int, images: list[dict], url: str = "http://doc.example/1") -> dict:
