@@ -1,7 +1,7 @@
 """Callbacks and loggers by name: Composer's, under the names llm-foundry gives them, beside the recipe's own.
 
 The config's `callbacks:` and `loggers:` sections map a name here to its class's keyword arguments
-(`recipe/config.py` checks them against the constructor before the run starts). Classes are named as
+(`recipe/config/validation.py` checks them against the constructor before the run starts). Classes are named as
 `module:Class` and imported when used: optional loggers need their own packages (`PACKAGES`).
 """
 

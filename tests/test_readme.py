@@ -253,7 +253,7 @@ def test_training_command_config_validates(where, cmd, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # relative paths (demo_out/..., runs/...) land in the scratch folder
     monkeypatch.setenv("WORLD_SIZE", str(d["world"]))
     if d["gpu"]:  # `composer -n N`: validated as on the N-GPU node it is written for
-        monkeypatch.setattr(config, "_cuda_available", lambda: True)
+        monkeypatch.setattr(config.validation, "_cuda_available", lambda: True)
     yaml = os.path.join(REPO, d["yaml"])
     overrides = _move_local_paths(d["overrides"], root)
     try:
