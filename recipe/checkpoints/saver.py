@@ -11,6 +11,7 @@ from composer.callbacks import CheckpointSaver
 from composer.core import State
 from composer.loggers import Logger
 from composer.utils import dist
+from composer.utils.checkpoint import _TORCH_DISTRIBUTED_CHECKPOINTS_METADATA_FILENAME
 
 from recipe.checkpoints.manifest import (FORMAT, MANIFEST_SUFFIX, checkpoint_batch, manifest_name, sha256_file,
                                          write_json_atomic)
@@ -30,16 +31,17 @@ class VerifiedCheckpointSaver(CheckpointSaver):
         super()._save_checkpoint(state, logger)
         saved = self.saved_checkpoints[-1] if len(self.saved_checkpoints) > before else None
         sharded = state.fsdp_sharded_state_dict_enabled
-        # Each rank hashes what it wrote (a whole file, or its shard); rank 0 writes one manifest for all.
+        # Each rank hashes what it wrote (a whole file, or its shard plus, on rank 0, the DCP metadata);
+        # rank 0 writes one manifest for all.
         mine = {}
         if saved is not None:
-            root = os.path.dirname(saved) if sharded else saved
-            names = [os.path.basename(saved)] + (os.listdir(root) if sharded and dist.get_global_rank() == 0 else [])
-            for name in dict.fromkeys(names):
-                path = os.path.join(root, name) if sharded else saved
-                rel = f"{os.path.basename(root)}/{name}" if sharded else os.path.basename(saved)
-                if os.path.isfile(path):
-                    mine[rel] = {"size": os.path.getsize(path), "sha256": sha256_file(path)}
+            own, prefix = [saved], ""
+            if sharded:
+                folder = os.path.dirname(saved)
+                prefix = os.path.basename(folder) + "/"
+                if dist.get_global_rank() == 0:
+                    own.append(os.path.join(folder, _TORCH_DISTRIBUTED_CHECKPOINTS_METADATA_FILENAME))
+            mine = {prefix + os.path.basename(p): {"size": os.path.getsize(p), "sha256": sha256_file(p)} for p in own}
         files = {k: v for part in dist.all_gather_object(mine) for k, v in part.items()}
         if dist.get_global_rank() != 0 or not files:
             return
