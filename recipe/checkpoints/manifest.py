@@ -48,13 +48,6 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def build_manifest(path: str, *, batch: int, sample: int, world_size: int, signature: dict[str, Any],
-                   config_sha256: str) -> dict[str, Any]:
-    files = {rel: {"size": os.path.getsize(p), "sha256": sha256_file(p)} for rel, p in checkpoint_files(path).items()}
-    return {"format": FORMAT, "checkpoint": os.path.basename(path.rstrip("/")), "batch": batch, "sample": sample,
-            "world_size": world_size, "signature": signature, "config_sha256": config_sha256, "files": files}
-
-
 def write_json_atomic(obj: Any, path: str) -> None:
     """Write, flush to disk, then rename: a reader sees the whole file or none."""
     tmp = f"{path}.tmp{os.getpid()}"
